@@ -148,6 +148,22 @@ impl MemFs {
     }
 }
 
+/// Returns `Pending` once, as a real device would: concurrent tasks get to
+/// run while a write or sync is "in flight", so group commit is exercised.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
 /// An open in-memory file.
 #[derive(Debug)]
 pub struct MemFile {
@@ -184,6 +200,7 @@ impl File for MemFile {
     }
 
     async fn write_at(&self, buf: Vec<u8>, pos: u64) -> Result<()> {
+        yield_once().await;
         if pos % self.alignment != 0 || buf.len() as u64 % self.alignment != 0 {
             return Err(MemFs::err("write", &self.path, ErrorKind::InvalidInput, "unaligned direct write"));
         }
@@ -201,6 +218,7 @@ impl File for MemFile {
     }
 
     async fn fdatasync(&self) -> Result<()> {
+        yield_once().await;
         {
             let mut st = self.fs.state.borrow_mut();
             if st.failing_syncs > 0 {

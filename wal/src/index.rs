@@ -36,7 +36,7 @@ struct Cached {
 }
 
 /// One region's log.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RegionLog {
     /// Index of `entries[0]`; when `entries` is empty, the next index expected.
     first: u64,
@@ -44,10 +44,23 @@ pub(crate) struct RegionLog {
     entries: VecDeque<EntryLoc>,
     /// Latest hard state and the segment that holds it.
     hard_state: Option<(HardState, u64)>,
-    /// Segment holding the latest compact marker.
+    /// Segment holding the latest compaction that moved `first`.
     compact_seq: Option<u64>,
     /// Newest entries in memory. Invariant: a suffix of the live entries.
     cache: VecDeque<Cached>,
+}
+
+impl Default for RegionLog {
+    /// A region known only by its hard state: raft logs start at index 1.
+    fn default() -> Self {
+        Self {
+            first: 1,
+            entries: VecDeque::new(),
+            hard_state: None,
+            compact_seq: None,
+            cache: VecDeque::new(),
+        }
+    }
 }
 
 impl RegionLog {
@@ -56,13 +69,18 @@ impl RegionLog {
         self.first + self.entries.len() as u64
     }
 
-    /// Oldest segment this region still needs.
+    /// Oldest segment this region still needs: the one holding its first
+    /// live entry (or, with no entries, the compaction that set `first`)
+    /// and the one holding its hard state.
     fn pin(&self) -> Option<u64> {
-        let mut pin = self.entries.front().map(|e| e.block.seq);
-        for s in [self.hard_state.map(|(_, s)| s), self.compact_seq].into_iter().flatten() {
-            pin = Some(pin.map_or(s, |p| p.min(s)));
+        let log = match self.entries.front() {
+            Some(e) => Some(e.block.seq),
+            None => self.compact_seq,
+        };
+        match (log, self.hard_state.map(|(_, s)| s)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        pin
     }
 
     fn cache_first(&self) -> u64 {
@@ -145,13 +163,15 @@ impl MemIndex {
         seq: u64,
         payload_offset: u64,
         fresh: Option<&[Entry]>,
+        replay: Replay,
     ) -> Result<()> {
         match item {
             Decoded::Entries { region, first_index, block_offset, block_len, metas } => {
                 let block =
                     BlockLoc { seq, offset: payload_offset + block_offset as u64 - 4, len: block_len as u32 };
-                let bounds = self.bounds(region);
-                Self::check_append(region, bounds, first_index)?;
+                if replay == Replay::Strict {
+                    Self::check_append(region, self.bounds(region), first_index)?;
+                }
                 let log = self.regions.entry(region).or_default();
                 // Keep cached entries below the new first index only: the
                 // cache stays a suffix of what remains.
@@ -161,7 +181,10 @@ impl MemIndex {
                     self.cache_bytes -= c.entry.data.len() + c.entry.context.len();
                     self.cached_entries -= 1;
                 }
-                if log.first == log.next() || first_index <= log.first {
+                // On a partial replay the region's older records may be gone
+                // (recycled: nothing live needed them), so an append that does
+                // not fit what was replayed starts the region afresh.
+                if log.first == log.next() || first_index <= log.first || first_index > log.next() {
                     self.live_entries -= log.entries.len();
                     log.entries.clear();
                     log.first = first_index;
@@ -197,10 +220,16 @@ impl MemIndex {
                 self.regions.entry(region).or_default().hard_state = Some((state, seq));
             }
             Decoded::Compact { region, to } => {
+                let created = !self.regions.contains_key(&region);
                 let log = self
                     .regions
                     .entry(region)
                     .or_insert_with(|| RegionLog { first: to, ..Default::default() });
+                // Only a compaction that moves `first` matters on replay; a
+                // no-op one must not release the segment of the one that did.
+                if created || to > log.first {
+                    log.compact_seq = Some(seq);
+                }
                 if to > log.first {
                     let cache_first = log.cache_first();
                     let drop = ((to - log.first) as usize).min(log.entries.len());
@@ -219,7 +248,6 @@ impl MemIndex {
                         }
                     }
                 }
-                log.compact_seq = Some(seq);
             }
             Decoded::Remove { region } => {
                 if let Some(log) = self.regions.remove(&region) {
@@ -264,7 +292,7 @@ impl MemIndex {
     }
 
     pub fn last_index(&self, region: RegionId) -> Option<u64> {
-        self.regions.get(&region).map(|r| r.next() - 1)
+        self.regions.get(&region).map(|r| r.next().saturating_sub(1))
     }
 
     pub fn hard_state(&self, region: RegionId) -> Option<HardState> {
@@ -363,6 +391,18 @@ impl MemIndex {
             + self.order.len() * std::mem::size_of::<(u64, RegionId, u64)>();
         (self.regions.len(), self.live_entries, index_bytes, self.cache_bytes, self.cached_entries)
     }
+}
+
+/// How [`MemIndex::apply`] treats an append that does not fit the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// A live write: refuse it (it was validated, so this is a bug).
+    Strict,
+    /// Recovery replays only the segments still kept, which begin at the
+    /// oldest record anything live needs; a region's earlier history may be
+    /// missing, so a misfit append resets the region instead. Every record
+    /// that shaped the final state is replayed, so the result is the same.
+    Recovery,
 }
 
 /// One entry of a planned read.

@@ -18,7 +18,7 @@ use ekv_io::{File, FileSystem};
 use crate::batch::decode_payload;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{self, RecordAt, SegmentHeader, HEADER_BLOCK, RECORD_HEADER};
-use crate::index::MemIndex;
+use crate::index::{MemIndex, Replay};
 use crate::wal::{RecoveryMode, WalOptions};
 
 pub(crate) struct Active {
@@ -130,7 +130,7 @@ pub(crate) async fn recover<F: FileSystem>(
                     };
                     let mut applied = Ok(());
                     for item in items {
-                        applied = index.apply(item, seq, off + RECORD_HEADER, None);
+                        applied = index.apply(item, seq, off + RECORD_HEADER, None, Replay::Recovery);
                         if applied.is_err() {
                             break;
                         }

@@ -12,7 +12,7 @@ use crate::batch::{decode_entry, decode_payload, Entry, Guard, HardState, Item, 
 use crate::error::{CorruptionKind, Error, Result};
 use crate::event::Event;
 use crate::format::{self, SegmentHeader, HEADER_BLOCK, RECORD_HEADER};
-use crate::index::{Bounds, MemIndex, PinningRegion, Planned};
+use crate::index::{Bounds, MemIndex, PinningRegion, Planned, Replay};
 use crate::recovery;
 
 /// What [`Wal::open`] does with a damaged record before the tail.
@@ -442,7 +442,7 @@ impl<F: FileSystem> Wal<F> {
                     _ => None,
                 };
                 // Validated before the write; a failure here is a bug.
-                if let Err(e) = inner.index.apply(d, seq, payload_at, fresh) {
+                if let Err(e) = inner.index.apply(d, seq, payload_at, fresh, Replay::Strict) {
                     tracing::error!(error = %e, "WAL index rejected a validated write");
                 }
             }
@@ -548,14 +548,17 @@ impl<F: FileSystem> Wal<F> {
     /// # Errors
     /// I/O failures.
     pub async fn maintain(&self) -> Result<MaintainReport> {
+        let mut report = MaintainReport::default();
+        // Step 1 writes, and a write may rotate and need step 3's lock:
+        // it runs outside the lock.
+        self.rewrite_pinning(&mut report).await?;
         self.acquire_maintenance().await;
-        let r = self.maintain_locked().await;
+        let r = self.recycle_and_refill(&mut report).await;
         self.release_maintenance();
-        r
+        r.map(|()| report)
     }
 
-    async fn maintain_locked(&self) -> Result<MaintainReport> {
-        let mut report = MaintainReport::default();
+    async fn rewrite_pinning(&self, report: &mut MaintainReport) -> Result<()> {
         // 1. Re-write small regions that hold segments older than the last two.
         let pinning = {
             let inner = self.inner.borrow();
@@ -574,6 +577,8 @@ impl<F: FileSystem> Wal<F> {
             // Written only if the region is still exactly as read: a write
             // racing with this one must never be undone by it.
             one.guard = Some(Guard { region: p.region, bounds: Bounds { first, next }, hard_state: hs });
+            // A full reset, so that replay from this record on needs nothing older.
+            one.remove(p.region);
             one.compact(p.region, first);
             one.add_entries(p.region, entries);
             if let Some(hs) = hs {
@@ -585,6 +590,10 @@ impl<F: FileSystem> Wal<F> {
                 Err(e) => return Err(e),
             }
         }
+        Ok(())
+    }
+
+    async fn recycle_and_refill(&self, report: &mut MaintainReport) -> Result<()> {
         // 2. Recycle what nobody needs.
         loop {
             let victim = {
@@ -622,7 +631,7 @@ impl<F: FileSystem> Wal<F> {
         }
         // 3. Top up spares.
         report.created = self.fill_spares().await?;
-        Ok(report)
+        Ok(())
     }
 
     /// True when [`Wal::maintain`] has something to do: spares are short,
@@ -827,7 +836,7 @@ fn validate(index: &MemIndex, overlay: &mut BTreeMap<RegionId, View>, batch: &Lo
             }
             Item::HardState { state, .. } => {
                 v.hard_state = Some(*state);
-                Some(current.unwrap_or(Bounds { first: 0, next: 0 }))
+                Some(current.unwrap_or(Bounds { first: 1, next: 1 }))
             }
             Item::Compact { to, .. } => Some(match current {
                 None => Bounds { first: *to, next: *to },
