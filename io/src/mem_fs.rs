@@ -112,6 +112,32 @@ impl MemFs {
         st.names = st.durable_names.clone();
     }
 
+    /// An independent copy of every file and name (both images), so a test
+    /// can damage one copy many ways from the same starting point.
+    pub fn snapshot(&self) -> MemFs {
+        let st = self.state.borrow();
+        let mut copies: Vec<(*const RefCell<Inode>, Rc<RefCell<Inode>>)> = Vec::new();
+        let mut copy = |inode: &Rc<RefCell<Inode>>| -> Rc<RefCell<Inode>> {
+            if let Some((_, c)) = copies.iter().find(|(p, _)| std::ptr::eq(*p, Rc::as_ptr(inode))) {
+                return c.clone();
+            }
+            let i = inode.borrow();
+            let c = Rc::new(RefCell::new(Inode {
+                data: i.data.clone(),
+                durable: i.durable.clone(),
+                pending: i.pending.clone(),
+            }));
+            copies.push((Rc::as_ptr(inode), c.clone()));
+            c
+        };
+        let names = st.names.iter().map(|(p, i)| (p.clone(), copy(i))).collect();
+        let durable_names = st.durable_names.iter().map(|(p, i)| (p.clone(), copy(i))).collect();
+        MemFs {
+            state: Rc::new(RefCell::new(State { names, durable_names, failing_syncs: 0, syncs: 0 })),
+            alignment: self.alignment,
+        }
+    }
+
     /// Makes the next `n` fdatasync calls fail with EIO (and not sync).
     pub fn fail_next_syncs(&self, n: u32) {
         self.state.borrow_mut().failing_syncs = n;

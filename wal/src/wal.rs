@@ -90,6 +90,8 @@ pub struct Stats {
     pub spare_segments: usize,
     /// Seq of the segment being written.
     pub active_segment: u64,
+    /// Offset in it where the next record goes.
+    pub active_offset: u64,
     /// Records (rounds) written since open.
     pub records: u64,
     /// Batches written since open.
@@ -321,16 +323,21 @@ impl<F: FileSystem> Wal<F> {
             inner.writing = true;
             self.prepare_group(&mut inner)
         };
-        let outcome = match prepared {
-            Some(group) => self.write_group(group).await,
-            None => Ok(()),
+        let (tickets, outcome) = match prepared {
+            Some(group) => (group.batches.iter().map(|s| s.ticket).collect(), self.write_group(group).await),
+            None => (Vec::new(), Ok(())),
         };
         let mut inner = self.inner.borrow_mut();
         if let Err(e) = outcome {
             tracing::error!(dir = %self.dir.display(), error = %e, "WAL write failed; the log is poisoned");
             inner.poisoned = true;
             inner.stats.poisoned = true;
-            // Everyone still waiting learns it; later writers get Poisoned.
+            // The group's first writer learns the cause; everyone else still
+            // waiting, and every later writer, gets Poisoned.
+            let mut cause = Some(e);
+            for t in tickets {
+                inner.results.insert(t, Err(cause.take().unwrap_or(Error::Poisoned)));
+            }
             for s in std::mem::take(&mut inner.staged) {
                 inner.results.insert(s.ticket, Err(Error::Poisoned));
             }
@@ -768,6 +775,7 @@ impl<F: FileSystem> Wal<F> {
             segments: inner.segments.len(),
             spare_segments: inner.spares.len(),
             active_segment: inner.writer.seq,
+            active_offset: inner.writer.pos,
             ..inner.stats.clone()
         }
     }

@@ -128,41 +128,99 @@ pub fn entry(index: u64, term: u64, len: usize, salt: u64) -> Entry {
 
 /// Panics unless `wal` holds exactly what `model` says.
 pub async fn must_match<F: FileSystem>(wal: &Wal<F>, model: &Model, what: &str) {
+    if let Some(diff) = differs(wal, model).await {
+        panic!("{what}: {diff}");
+    }
+}
+
+/// How `wal` differs from `model`, if it does.
+pub async fn differs<F: FileSystem>(wal: &Wal<F>, model: &Model) -> Option<String> {
+    macro_rules! check {
+        ($cond:expr, $($fmt:tt)*) => {
+            if !$cond {
+                return Some(format!($($fmt)*));
+            }
+        };
+    }
     let regions = wal.regions();
     let want: Vec<RegionId> = model.regions.keys().copied().collect();
-    assert_eq!(regions, want, "{what}: region set");
+    check!(regions == want, "region set {regions:?} != {want:?}");
     for (id, r) in &model.regions {
-        assert_eq!(wal.first_index(*id), Some(r.first), "{what}: {id} first index");
-        assert_eq!(wal.last_index(*id), Some(r.next().saturating_sub(1)), "{what}: {id} last index");
-        assert_eq!(wal.hard_state(*id), r.hard_state, "{what}: {id} hard state");
+        check!(
+            wal.first_index(*id) == Some(r.first),
+            "{id}: first index {:?} != {}",
+            wal.first_index(*id),
+            r.first
+        );
+        let last = r.next().saturating_sub(1);
+        check!(wal.last_index(*id) == Some(last), "{id}: last index {:?} != {last}", wal.last_index(*id));
+        check!(
+            wal.hard_state(*id) == r.hard_state,
+            "{id}: hard state {:?} != {:?}",
+            wal.hard_state(*id),
+            r.hard_state
+        );
         if r.entries.is_empty() {
             continue;
         }
-        let got = wal
-            .entries(*id, r.first, r.next(), u64::MAX)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {id}: {e}"));
-        assert_eq!(got.len(), r.entries.len(), "{what}: {id} entry count");
+        let got = match wal.entries(*id, r.first, r.next(), u64::MAX).await {
+            Ok(g) => g,
+            Err(e) => return Some(format!("{id}: entries: {e}")),
+        };
+        check!(got.len() == r.entries.len(), "{id}: {} entries != {}", got.len(), r.entries.len());
         for (g, w) in got.iter().zip(&r.entries) {
-            assert_eq!(g, w, "{what}: {id} entry {}", w.index);
+            check!(g == w, "{id}: entry {}: {g:?} != {w:?}", w.index);
         }
         for w in &r.entries {
-            assert_eq!(wal.term(*id, w.index).unwrap(), w.term, "{what}: {id} term of {}", w.index);
+            check!(wal.term(*id, w.index).ok() == Some(w.term), "{id}: term of {}", w.index);
         }
         // Out of range is an error, never a wrong answer.
-        assert!(
-            matches!(wal.term(*id, r.next()), Err(Error::Unavailable { .. })),
-            "{what}: {id} past the end"
-        );
+        check!(matches!(wal.term(*id, r.next()), Err(Error::Unavailable { .. })), "{id}: past the end");
         if r.first > 0 {
-            assert!(
-                matches!(wal.term(*id, r.first - 1), Err(Error::Compacted { .. })),
-                "{what}: {id} before first"
-            );
+            check!(matches!(wal.term(*id, r.first - 1), Err(Error::Compacted { .. })), "{id}: before first");
         }
         // A size-limited read returns a non-empty prefix.
-        let one = wal.entries(*id, r.first, r.next(), 1).await.unwrap();
-        assert_eq!(one.len(), 1, "{what}: {id} max_bytes returns at least one entry");
-        assert_eq!(one[0], r.entries[0]);
+        let one = wal.entries(*id, r.first, r.next(), 1).await.ok();
+        check!(one.as_deref() == Some(&r.entries[..1]), "{id}: max_bytes=1 read");
     }
+    None
+}
+
+/// A valid random round over `regions` regions: appends (sometimes
+/// overwriting), hard states, compactions.
+pub fn random_round(model: &Model, rng: &mut impl rand::Rng, regions: u64, salt: &mut u64) -> Vec<Step> {
+    let mut view = model.clone();
+    let mut steps = Vec::new();
+    for _ in 0..rng.gen_range(1..8) {
+        let region = RegionId(rng.gen_range(1..=regions));
+        let cur = view.regions.get(&region).cloned().unwrap_or_default();
+        *salt += 1;
+        let step = match rng.gen_range(0..10) {
+            0..=6 => {
+                let at = if !cur.entries.is_empty() && rng.gen_bool(0.15) {
+                    cur.first + rng.gen_range(0..cur.entries.len() as u64)
+                } else {
+                    cur.next()
+                };
+                let n = rng.gen_range(1..4);
+                let len = [3usize, 60, 500, 2000][rng.gen_range(0..4)];
+                Step::Append {
+                    region,
+                    entries: (0..n).map(|i| entry(at + i, 1 + *salt / 50, len, *salt)).collect(),
+                }
+            }
+            7 | 8 => Step::HardState {
+                region,
+                state: HardState {
+                    term: 1 + *salt / 50,
+                    vote: rng.gen_range(0..4),
+                    commit: cur.next().saturating_sub(1),
+                },
+            },
+            _ => Step::Compact { region, to: cur.first + rng.gen_range(0..=(cur.next() - cur.first)) },
+        };
+        view.apply_batch(std::slice::from_ref(&step));
+        steps.push(step);
+    }
+    steps
 }
