@@ -69,6 +69,16 @@ pub struct Opts {
     /// Directory to make the data directory in (default: target/bench-data).
     #[arg(long, global = true, value_name = "PATH")]
     pub dir: Option<PathBuf>,
+    /// Run only the cases whose name contains this string.
+    #[arg(long, global = true, value_name = "SUBSTRING")]
+    pub filter: Option<String>,
+}
+
+impl Opts {
+    /// Whether a case of this name is to run.
+    pub fn wants(&self, case: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| case.contains(f))
+    }
 }
 
 /// ekv's benchmarks: one harness, one histogram, one output format.

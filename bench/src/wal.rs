@@ -32,9 +32,9 @@ pub fn run(opts: &crate::Opts) -> Result<Report, BoxError> {
     let data = harness::data_dir(opts.dir.clone())?;
     let mut report = Report::new("wal", Machine::detect(Some(data.path())));
     let path = data.path().to_path_buf();
-    let quick = opts.quick;
+    let opts = opts.clone();
     let results = harness::run_on_executor("ekv-bench-wal", move || async move {
-        suite(&path, quick).await.map_err(|e| e.to_string())
+        suite(&path, &opts).await.map_err(|e| e.to_string())
     })?;
     for r in results.0 {
         report.push(r);
@@ -46,6 +46,14 @@ pub fn run(opts: &crate::Opts) -> Result<Report, BoxError> {
     Ok(report)
 }
 
+/// The WAL's time split: its I/O alone, and its CPU per record.
+struct Split {
+    io_p50: f64,
+    io_p99: f64,
+    encode_mean: f64,
+    apply_mean: f64,
+}
+
 struct Sizes {
     rounds_small: usize,
     rounds_large: usize,
@@ -54,11 +62,26 @@ struct Sizes {
     recovery_bytes: u64,
 }
 
-async fn suite(dir: &std::path::Path, quick: bool) -> Result<(Vec<CaseResult>, Vec<String>), BoxError> {
-    let sizes = if quick {
-        Sizes { rounds_small: 400, rounds_large: 120, warmup: 30, throughput_rounds: 24, recovery_bytes: 128 << 20 }
+async fn suite(
+    dir: &std::path::Path,
+    opts: &crate::Opts,
+) -> Result<(Vec<CaseResult>, Vec<String>), BoxError> {
+    let sizes = if opts.quick {
+        Sizes {
+            rounds_small: 400,
+            rounds_large: 120,
+            warmup: 30,
+            throughput_rounds: 24,
+            recovery_bytes: 128 << 20,
+        }
     } else {
-        Sizes { rounds_small: 5000, rounds_large: 1500, warmup: 200, throughput_rounds: 150, recovery_bytes: 1 << 30 }
+        Sizes {
+            rounds_small: 5000,
+            rounds_large: 1500,
+            warmup: 200,
+            throughput_rounds: 150,
+            recovery_bytes: 1 << 30,
+        }
     };
     let fs = GlommioFs::new(dir).await?;
     let mut raw = RawFile::prepare(&fs, &dir.join("raw-baseline"), 256 << 20).await?;
@@ -72,8 +95,11 @@ async fn suite(dir: &std::path::Path, quick: bool) -> Result<(Vec<CaseResult>, V
         for &entry in &[128usize, 4096] {
             let rounds = if regions * entry >= 1 << 20 { sizes.rounds_large } else { sizes.rounds_small };
             let case = format!("append_sync/regions={regions}/entry={entry}");
+            if !opts.wants(&case) {
+                continue;
+            }
             let wal_dir = dir.join(format!("wal-{regions}-{entry}"));
-            let (wal_lat, raw_lat) =
+            let (wal_lat, raw_lat, split) =
                 latency_case(&fs, &wal_dir, &mut raw, regions, entry, sizes.warmup, rounds).await?;
             for (metric, w, r, target) in [
                 ("p50_us", wal_lat.p50(), raw_lat.p50(), None),
@@ -82,18 +108,37 @@ async fn suite(dir: &std::path::Path, quick: bool) -> Result<(Vec<CaseResult>, V
             ] {
                 results.push(CaseResult::against(&case, metric, w, r, target));
             }
+            // Where the time goes: the WAL's own write+fdatasync against the
+            // same raw baseline, and its CPU per record.
+            results.push(CaseResult::against(&case, "io_only_p50_us", split.io_p50, raw_lat.p50(), None));
+            results.push(CaseResult::against(&case, "io_only_p99_us", split.io_p99, raw_lat.p99(), None));
+            results.push(CaseResult::plain(&case, "encode_mean_us", split.encode_mean));
+            results.push(CaseResult::plain(&case, "index_apply_mean_us", split.apply_mean));
             let _ = std::fs::remove_dir_all(&wal_dir);
         }
     }
 
     // Large rounds: sequential throughput.
-    let (wal_mbs, raw_mbs) = throughput_case(&fs, &dir.join("wal-tput"), &mut raw, sizes.throughput_rounds).await?;
-    results.push(CaseResult::against("throughput/round=4MiB", "MB_per_s", wal_mbs, raw_mbs, Some(">= 0.85")));
-    let _ = std::fs::remove_dir_all(dir.join("wal-tput"));
+    if opts.wants("throughput/round=4MiB") {
+        let (wal_mbs, raw_mbs) =
+            throughput_case(&fs, &dir.join("wal-tput"), &mut raw, sizes.throughput_rounds).await?;
+        results.push(CaseResult::against(
+            "throughput/round=4MiB",
+            "MB_per_s",
+            wal_mbs,
+            raw_mbs,
+            Some(">= 0.85"),
+        ));
+        let _ = std::fs::remove_dir_all(dir.join("wal-tput"));
+    }
 
     // Recovery.
-    let (ms, entries) = recovery_case(&fs, &dir.join("wal-recovery"), sizes.recovery_bytes).await?;
     let label = format!("recovery/log={}MiB", sizes.recovery_bytes >> 20);
+    if !opts.wants(&label) {
+        raw.close().await?;
+        return Ok((results, notes));
+    }
+    let (ms, entries) = recovery_case(&fs, &dir.join("wal-recovery"), sizes.recovery_bytes).await?;
     let mut r = CaseResult::plain(&label, "ms", ms);
     if sizes.recovery_bytes >= 1 << 30 {
         r = r.with_target("< 2000");
@@ -132,7 +177,10 @@ fn maybe_maintain(wal: &Rc<Wal<GlommioFs>>, busy: &Rc<Cell<bool>>) {
 fn round(batch: &mut LogBatch, regions: usize, next_index: &mut [u64], data: &Bytes, n: u64) {
     for (r, next) in next_index.iter_mut().enumerate().take(regions) {
         let region = RegionId(r as u64 + 1);
-        batch.add_entries(region, vec![Entry { index: *next, term: 1, data: data.clone(), ..Entry::default() }]);
+        batch.add_entries(
+            region,
+            vec![Entry { index: *next, term: 1, data: data.clone(), ..Entry::default() }],
+        );
         *next += 1;
         if n % 64 == 63 && *next > 33 {
             batch.compact(region, *next - 32);
@@ -148,18 +196,22 @@ async fn latency_case(
     entry: usize,
     warmup: usize,
     rounds: usize,
-) -> Result<(Latency, Latency), BoxError> {
+) -> Result<(Latency, Latency, Split), BoxError> {
     let wal = Rc::new(Wal::open(fs.clone(), dir.to_path_buf(), WalOptions::default()).await?);
     let busy = Rc::new(Cell::new(false));
     let data = payload(entry);
     let mut next = vec![1u64; regions];
-    let (mut wal_lat, mut raw_lat) = (Latency::new(), Latency::new());
+    let (mut wal_lat, mut raw_lat, mut io_lat) = (Latency::new(), Latency::new(), Latency::new());
     let mut batch = LogBatch::new();
     for n in 0..(warmup + rounds) as u64 {
         round(&mut batch, regions, &mut next, &data, n);
+        let io_before = wal.stats().io_nanos;
         let t = Instant::now();
         wal.write(&mut batch).await?;
         let w = t.elapsed();
+        if n as usize >= warmup {
+            io_lat.record(Duration::from_nanos(wal.stats().io_nanos - io_before));
+        }
         let r = raw.overwrite_sync(regions * entry).await?;
         if n as usize >= warmup {
             wal_lat.record(w);
@@ -170,8 +222,16 @@ async fn latency_case(
     while busy.get() {
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
+    let st = wal.stats();
+    let per = |n: u64| n as f64 / 1e3 / st.records as f64;
+    let split = Split {
+        io_p50: io_lat.p50(),
+        io_p99: io_lat.p99(),
+        encode_mean: per(st.encode_nanos),
+        apply_mean: per(st.apply_nanos),
+    };
     Rc::try_unwrap(wal).map_err(|_| "wal still shared")?.close().await?;
-    Ok((wal_lat, raw_lat))
+    Ok((wal_lat, raw_lat, split))
 }
 
 async fn throughput_case(

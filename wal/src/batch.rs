@@ -136,25 +136,45 @@ impl Item {
         }
     }
 
-    /// Encodes into the front of `out`; returns the bytes written.
-    fn encode_into(&self, out: &mut [u8]) -> usize {
+    /// Encodes into the front of `out` (which starts `at` bytes into the
+    /// payload); returns the bytes written. Extends the running payload
+    /// checksum `crc` while the bytes are hot in cache, and pushes what the
+    /// index needs, as [`decode_payload`] would have found it.
+    fn encode_into(&self, out: &mut [u8], at: usize, crc: &mut u32, decoded: &mut Vec<Decoded>) -> usize {
         let total = out.len();
         let mut buf = &mut *out;
         match self {
             Item::Entries { region, entries, block_len } => {
+                let first_index = entries.first().map_or(0, |e| e.index);
                 buf.put_u8(TAG_ENTRIES);
                 put_uvarint(&mut buf, region.get());
-                put_uvarint(&mut buf, entries.first().map_or(0, |e| e.index));
+                put_uvarint(&mut buf, first_index);
                 put_uvarint(&mut buf, entries.len() as u64);
                 put_uvarint(&mut buf, *block_len as u64);
+                let head_len = total - buf.len();
                 let (crc_slot, rest) = buf.split_at_mut(4);
                 let (block, _) = rest.split_at_mut(*block_len);
+                let mut metas = Vec::with_capacity(entries.len());
                 let mut w = &mut *block;
+                let mut offset = 0u32;
                 for e in entries {
+                    let before = w.len();
                     e.encode_into(&mut w);
+                    let len = (before - w.len()) as u32;
+                    metas.push(EntryMeta { term: e.term, offset, len });
+                    offset += len;
                 }
-                crc_slot.copy_from_slice(&crc32c(0, block).to_le_bytes());
-                buf = &mut rest[*block_len..];
+                let block_crc = crc32c(0, block);
+                crc_slot.copy_from_slice(&block_crc.to_le_bytes());
+                *crc = crc32c(*crc, &out[..head_len + 4 + block_len]);
+                decoded.push(Decoded::Entries {
+                    region: *region,
+                    first_index,
+                    block_offset: at + head_len + 4,
+                    block_len: *block_len,
+                    metas,
+                });
+                return head_len + 4 + block_len;
             }
             Item::HardState { region, state } => {
                 buf.put_u8(TAG_HARD_STATE);
@@ -162,18 +182,23 @@ impl Item {
                 put_uvarint(&mut buf, state.term);
                 put_uvarint(&mut buf, state.vote);
                 put_uvarint(&mut buf, state.commit);
+                decoded.push(Decoded::HardState { region: *region, state: *state });
             }
             Item::Compact { region, to } => {
                 buf.put_u8(TAG_COMPACT);
                 put_uvarint(&mut buf, region.get());
                 put_uvarint(&mut buf, *to);
+                decoded.push(Decoded::Compact { region: *region, to: *to });
             }
             Item::Remove { region } => {
                 buf.put_u8(TAG_REMOVE);
                 put_uvarint(&mut buf, region.get());
+                decoded.push(Decoded::Remove { region: *region });
             }
         }
-        total - buf.len()
+        let n = total - buf.len();
+        *crc = crc32c(*crc, &out[..n]);
+        n
     }
 
     pub(crate) fn region(&self) -> RegionId {
@@ -259,13 +284,14 @@ impl LogBatch {
         self.guard = None;
     }
 
-    /// Encodes all items into `out`, which must be `encoded_len()` long.
-    pub(crate) fn encode_into(&self, out: &mut [u8]) {
-        let mut at = 0;
+    /// Encodes all items into `out`, which must be `encoded_len()` long and
+    /// start `at` bytes into the record payload; see `Item::encode_into`.
+    pub(crate) fn encode_into(&self, out: &mut [u8], at: usize, crc: &mut u32, decoded: &mut Vec<Decoded>) {
+        let mut n = 0;
         for item in &self.items {
-            at += item.encode_into(&mut out[at..]);
+            n += item.encode_into(&mut out[n..], at + n, crc, decoded);
         }
-        debug_assert_eq!(at, self.size);
+        debug_assert_eq!(n, self.size);
     }
 }
 
@@ -410,8 +436,11 @@ mod tests {
     fn batch_round_trips() {
         let b = sample();
         let mut buf = vec![0u8; b.encoded_len()];
-        b.encode_into(&mut buf);
+        let (mut crc, mut live) = (0, Vec::new());
+        b.encode_into(&mut buf, 0, &mut crc, &mut live);
+        assert_eq!(crc, crc32c(0, &buf), "one-pass checksum equals a plain one");
         let items = decode_payload(&buf, true).unwrap();
+        assert_eq!(format!("{live:?}"), format!("{items:?}"), "encoder and decoder agree");
         assert_eq!(items.len(), 4);
         let Decoded::Entries { region, first_index, block_offset, block_len, metas } = &items[0] else {
             panic!("{items:?}")
@@ -432,7 +461,7 @@ mod tests {
     fn damaged_payloads_are_errors_not_panics() {
         let b = sample();
         let mut buf = vec![0u8; b.encoded_len()];
-        b.encode_into(&mut buf);
+        b.encode_into(&mut buf, 0, &mut 0, &mut Vec::new());
         for i in 0..buf.len() {
             for bit in [0x01u8, 0x80] {
                 let mut bad = buf.clone();

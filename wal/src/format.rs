@@ -113,17 +113,33 @@ impl SegmentHeader {
 
 /// Checksum of a record.
 pub fn record_crc(seq: u64, record_no: u64, payload: &[u8]) -> u32 {
-    let mut pre = [0u8; 20];
-    pre[..8].copy_from_slice(&seq.to_le_bytes());
-    pre[8..16].copy_from_slice(&record_no.to_le_bytes());
-    pre[16..20].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    crc32c(crc32c(0, &pre), payload)
+    crc32c(record_crc_prefix(seq, record_no, payload.len()), payload)
 }
 
 /// Writes a record header for `payload` into `out[..RECORD_HEADER]`.
 pub fn encode_record_header(out: &mut [u8], seq: u64, record_no: u64, payload: &[u8]) {
-    out[..4].copy_from_slice(&record_crc(seq, record_no, payload).to_le_bytes());
-    out[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    let crc = ekv_proto::codec::crc32c_combine(
+        record_crc_prefix(seq, record_no, payload.len()),
+        crc32c(0, payload),
+        payload.len(),
+    );
+    encode_record_header_with(out, crc, payload.len());
+}
+
+/// Checksum of a record's implicit prefix (seq, number, length); extend it
+/// over the payload to get the record checksum.
+pub fn record_crc_prefix(seq: u64, record_no: u64, len: usize) -> u32 {
+    let mut pre = [0u8; 20];
+    pre[..8].copy_from_slice(&seq.to_le_bytes());
+    pre[8..16].copy_from_slice(&record_no.to_le_bytes());
+    pre[16..20].copy_from_slice(&(len as u32).to_le_bytes());
+    crc32c(0, &pre)
+}
+
+/// Writes a record header with a checksum computed by the caller.
+pub fn encode_record_header_with(out: &mut [u8], crc: u32, len: usize) {
+    out[..4].copy_from_slice(&crc.to_le_bytes());
+    out[4..8].copy_from_slice(&(len as u32).to_le_bytes());
 }
 
 /// Result of looking for a record at some offset.

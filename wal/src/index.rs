@@ -31,8 +31,6 @@ pub(crate) struct EntryLoc {
 #[derive(Debug)]
 struct Cached {
     entry: Entry,
-    /// Position in the global eviction order.
-    stamp: u64,
 }
 
 /// One region's log.
@@ -113,10 +111,9 @@ pub(crate) struct MemIndex {
     regions: BTreeMap<RegionId, RegionLog>,
     cache_bytes: usize,
     cache_capacity: usize,
-    /// Eviction order of cached entries: (stamp, region, index). May hold
-    /// stale tokens for entries already gone; they are skipped.
-    order: VecDeque<(u64, RegionId, u64)>,
-    next_stamp: u64,
+    /// Eviction visits regions in turn from here, dropping each one's
+    /// oldest cached entry: no global order to keep, O(log n) per eviction.
+    evict_cursor: RegionId,
     cached_entries: usize,
     live_entries: usize,
 }
@@ -127,8 +124,7 @@ impl MemIndex {
             regions: BTreeMap::new(),
             cache_bytes: 0,
             cache_capacity,
-            order: VecDeque::new(),
-            next_stamp: 0,
+            evict_cursor: RegionId(0),
             cached_entries: 0,
             live_entries: 0,
         }
@@ -198,12 +194,9 @@ impl MemIndex {
                 match fresh {
                     Some(fresh) => {
                         for e in fresh {
-                            let stamp = self.next_stamp;
-                            self.next_stamp += 1;
                             self.cache_bytes += e.data.len() + e.context.len();
                             self.cached_entries += 1;
-                            self.order.push_back((stamp, region, e.index));
-                            log.cache.push_back(Cached { entry: e.clone(), stamp });
+                            log.cache.push_back(Cached { entry: e.clone() });
                         }
                     }
                     None => {
@@ -262,28 +255,33 @@ impl MemIndex {
         Ok(())
     }
 
-    /// Drops the oldest cached entries until the cache fits its capacity.
+    /// Drops cached entries, the oldest of each region in turn, until the
+    /// cache fits its capacity.
     fn evict(&mut self) {
-        while self.cache_bytes > self.cache_capacity {
-            let Some((stamp, region, _index)) = self.order.pop_front() else { break };
-            if let Some(log) = self.regions.get_mut(&region) {
-                if log.cache.front().is_some_and(|c| c.stamp == stamp) {
-                    let c = log.cache.pop_front().expect("checked");
-                    self.cache_bytes -= c.entry.data.len() + c.entry.context.len();
-                    self.cached_entries -= 1;
+        use std::ops::Bound::{Excluded, Unbounded};
+        while self.cache_bytes > self.cache_capacity && self.cached_entries > 0 {
+            let next = self
+                .regions
+                .range_mut((Excluded(self.evict_cursor), Unbounded))
+                .find(|(_, log)| !log.cache.is_empty())
+                .map(|(id, _)| *id);
+            let Some(id) = next else {
+                self.evict_cursor = RegionId(0);
+                if self.regions.contains_key(&RegionId(0)) {
+                    // Region 0 is never after the cursor: serve it directly.
+                    self.evict_one(RegionId(0));
                 }
-            }
+                continue;
+            };
+            self.evict_cursor = id;
+            self.evict_one(id);
         }
-        // Stale tokens pile up when entries leave by compaction or overwrite;
-        // rebuild the order from the live cache when they dominate.
-        if self.order.len() > 2 * self.cached_entries + 1024 {
-            let mut live: Vec<(u64, RegionId, u64)> = Vec::with_capacity(self.cached_entries);
-            for (region, log) in &self.regions {
-                let first = log.cache_first();
-                live.extend(log.cache.iter().enumerate().map(|(i, c)| (c.stamp, *region, first + i as u64)));
-            }
-            live.sort_unstable_by_key(|t| t.0);
-            self.order = live.into();
+    }
+
+    fn evict_one(&mut self, id: RegionId) {
+        if let Some(c) = self.regions.get_mut(&id).and_then(|log| log.cache.pop_front()) {
+            self.cache_bytes -= c.entry.data.len() + c.entry.context.len();
+            self.cached_entries -= 1;
         }
     }
 
@@ -388,7 +386,7 @@ impl MemIndex {
     pub fn stats(&self) -> (usize, usize, usize, usize, usize) {
         let index_bytes = self.live_entries * std::mem::size_of::<EntryLoc>()
             + self.regions.len() * (std::mem::size_of::<RegionLog>() + std::mem::size_of::<RegionId>() + 16)
-            + self.order.len() * std::mem::size_of::<(u64, RegionId, u64)>();
+            + self.cached_entries * std::mem::size_of::<Cached>();
         (self.regions.len(), self.live_entries, index_bytes, self.cache_bytes, self.cached_entries)
     }
 }
