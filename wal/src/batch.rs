@@ -16,7 +16,9 @@
 //! ```
 //!
 //! Entries of one region and round form a block with a checksum of its own,
-//! so that one block can be read back and verified without its record.
+//! so that one block can be read back and verified without its record. The
+//! record checksum covers every payload byte outside blocks, block checksums
+//! included: every byte is checksummed once, on write and on replay.
 
 use bytes::{BufMut, Bytes};
 use ekv_proto::codec::{
@@ -137,9 +139,9 @@ impl Item {
     }
 
     /// Encodes into the front of `out` (which starts `at` bytes into the
-    /// payload); returns the bytes written. Extends the running payload
-    /// checksum `crc` while the bytes are hot in cache, and pushes what the
-    /// index needs, as [`decode_payload`] would have found it.
+    /// payload); returns the bytes written. Extends the record checksum
+    /// `crc` (everything but block contents, see [`decode_payload`]) and
+    /// pushes what the index needs, as [`decode_payload`] would find it.
     fn encode_into(&self, out: &mut [u8], at: usize, crc: &mut u32, decoded: &mut Vec<Decoded>) -> usize {
         let total = out.len();
         let mut buf = &mut *out;
@@ -166,7 +168,9 @@ impl Item {
                 }
                 let block_crc = crc32c(0, block);
                 crc_slot.copy_from_slice(&block_crc.to_le_bytes());
-                *crc = crc32c(*crc, &out[..head_len + 4 + block_len]);
+                // The record checksum covers the block through its checksum:
+                // each byte is checksummed once.
+                *crc = crc32c(*crc, &out[..head_len + 4]);
                 decoded.push(Decoded::Entries {
                     region: *region,
                     first_index,
@@ -326,11 +330,14 @@ pub(crate) enum Decoded {
     },
 }
 
-/// Decodes every item of a record payload. Block checksums are verified
-/// when `verify_blocks` (the record checksum already covers them on replay).
-pub(crate) fn decode_payload(payload: &[u8], verify_blocks: bool) -> Result<Vec<Decoded>, DecodeError> {
+/// Decodes every item of a record payload, verifying every block's
+/// checksum, and extends `crc` over the payload's bytes other than block
+/// contents (the record checksum; blocks are covered by their own, which
+/// it includes). Returns the items and the extended checksum.
+pub(crate) fn decode_payload(payload: &[u8], mut crc: u32) -> Result<(Vec<Decoded>, u32), DecodeError> {
     let mut r = Reader::new(payload);
     let mut out = Vec::new();
+    let mut covered = 0;
     while !r.is_empty() {
         let tag = r.u8("item tag")?;
         let region = RegionId(r.uvarint("region id")?);
@@ -353,12 +360,12 @@ pub(crate) fn decode_payload(payload: &[u8], verify_blocks: bool) -> Result<Vec<
                 let stored_crc = r.u32_le("block checksum")?;
                 let block_offset = r.position();
                 let block = r.bytes("block", block_len as usize)?;
-                if verify_blocks {
-                    let got = crc32c(0, block);
-                    if got != stored_crc {
-                        return Err(DecodeError::ChecksumMismatch { got, expected: stored_crc });
-                    }
+                let got = crc32c(0, block);
+                if got != stored_crc {
+                    return Err(DecodeError::ChecksumMismatch { got, expected: stored_crc });
                 }
+                crc = crc32c(crc, &payload[covered..block_offset]);
+                covered = block_offset + block_len as usize;
                 let metas = decode_block_metas(block, count as usize)?;
                 Decoded::Entries { region, first_index, block_offset, block_len: block_len as usize, metas }
             }
@@ -376,7 +383,7 @@ pub(crate) fn decode_payload(payload: &[u8], verify_blocks: bool) -> Result<Vec<
         };
         out.push(item);
     }
-    Ok(out)
+    Ok((out, crc32c(crc, &payload[covered..])))
 }
 
 /// Term, offset and length of each of the `count` entries of a block.
@@ -438,8 +445,8 @@ mod tests {
         let mut buf = vec![0u8; b.encoded_len()];
         let (mut crc, mut live) = (0, Vec::new());
         b.encode_into(&mut buf, 0, &mut crc, &mut live);
-        assert_eq!(crc, crc32c(0, &buf), "one-pass checksum equals a plain one");
-        let items = decode_payload(&buf, true).unwrap();
+        let (items, decoded_crc) = decode_payload(&buf, 0).unwrap();
+        assert_eq!(crc, decoded_crc, "writer and reader compute the same record checksum");
         assert_eq!(format!("{live:?}"), format!("{items:?}"), "encoder and decoder agree");
         assert_eq!(items.len(), 4);
         let Decoded::Entries { region, first_index, block_offset, block_len, metas } = &items[0] else {
@@ -466,13 +473,13 @@ mod tests {
             for bit in [0x01u8, 0x80] {
                 let mut bad = buf.clone();
                 bad[i] ^= bit;
-                let _ = decode_payload(&bad, true);
+                let _ = decode_payload(&bad, 0);
             }
-            let _ = decode_payload(&buf[..i], true);
+            let _ = decode_payload(&buf[..i], 0);
         }
         let mut bad = buf.clone();
         let last = bad.len() - 30;
         bad[last] ^= 0xff;
-        assert!(decode_payload(&bad, true).is_err(), "block checksum catches a flip in entry data");
+        assert!(decode_payload(&bad, 0).is_err(), "block checksum catches a flip in entry data");
     }
 }

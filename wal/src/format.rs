@@ -8,12 +8,14 @@
 //! header  = { magic [8] | version u32 | reserved u32 | seq u64 | segment_size u64
 //!           | prev_seq u64 | prev_len u64 | first_record u64 | crc32c u32 }   (little endian)
 //! record  = { crc32c u32 | len u32 | payload [len] }
-//! crc     = crc32c(seq u64 | record_no u64 | len u32 | payload)
+//! crc     = crc32c(seq u64 | record_no u64 | len u32 | payload less block contents)
 //! ```
 //!
 //! `prev_len` is where the previous segment's records end, so every segment
 //! but the newest has a known end, and a bad record before it is corruption
-//! rather than a torn tail. Records are numbered from `first_record`
+//! rather than a torn tail. Block contents (a region's entries) carry a
+//! checksum of their own inside the payload (see the batch layout), which the
+//! record checksum covers. Records are numbered from `first_record`
 //! onwards; the number and the segment's seq are folded into each checksum,
 //! so neither leftovers of a recycled file nor a torn record that a later,
 //! shorter record only partly overwrote can ever validate. A record of
@@ -111,23 +113,8 @@ impl SegmentHeader {
     }
 }
 
-/// Checksum of a record.
-pub fn record_crc(seq: u64, record_no: u64, payload: &[u8]) -> u32 {
-    crc32c(record_crc_prefix(seq, record_no, payload.len()), payload)
-}
-
-/// Writes a record header for `payload` into `out[..RECORD_HEADER]`.
-pub fn encode_record_header(out: &mut [u8], seq: u64, record_no: u64, payload: &[u8]) {
-    let crc = ekv_proto::codec::crc32c_combine(
-        record_crc_prefix(seq, record_no, payload.len()),
-        crc32c(0, payload),
-        payload.len(),
-    );
-    encode_record_header_with(out, crc, payload.len());
-}
-
-/// Checksum of a record's implicit prefix (seq, number, length); extend it
-/// over the payload to get the record checksum.
+/// Checksum of a record's implicit prefix (seq, number, length); the
+/// decoder extends it over the payload to get the record checksum.
 pub fn record_crc_prefix(seq: u64, record_no: u64, len: usize) -> u32 {
     let mut pre = [0u8; 20];
     pre[..8].copy_from_slice(&seq.to_le_bytes());
@@ -136,8 +123,8 @@ pub fn record_crc_prefix(seq: u64, record_no: u64, len: usize) -> u32 {
     crc32c(0, &pre)
 }
 
-/// Writes a record header with a checksum computed by the caller.
-pub fn encode_record_header_with(out: &mut [u8], crc: u32, len: usize) {
+/// Writes a record header.
+pub fn encode_record_header(out: &mut [u8], crc: u32, len: usize) {
     out[..4].copy_from_slice(&crc.to_le_bytes());
     out[4..8].copy_from_slice(&(len as u32).to_le_bytes());
 }
@@ -145,16 +132,22 @@ pub fn encode_record_header_with(out: &mut [u8], crc: u32, len: usize) {
 /// Result of looking for a record at some offset.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RecordAt<'a> {
-    /// A whole record: its payload.
-    Record(&'a [u8]),
+    /// A record whose length fits: its stored checksum and payload, still
+    /// to be verified by decoding.
+    Record {
+        /// Stored checksum.
+        crc: u32,
+        /// The payload.
+        payload: &'a [u8],
+    },
     /// Zeros (or fewer than a record header of bytes): the data ends here.
     End,
-    /// Bytes that are not a valid record.
+    /// Bytes that cannot be a record.
     Invalid,
 }
 
-/// Parses the record at the start of `buf`. `max_len` bounds the payload.
-pub fn record_at(buf: &[u8], seq: u64, record_no: u64, max_len: u64) -> RecordAt<'_> {
+/// Frames the record at the start of `buf`. `max_len` bounds the payload.
+pub fn record_at(buf: &[u8], max_len: u64) -> RecordAt<'_> {
     if buf.len() < RECORD_HEADER as usize {
         return RecordAt::End;
     }
@@ -166,11 +159,7 @@ pub fn record_at(buf: &[u8], seq: u64, record_no: u64, max_len: u64) -> RecordAt
     if len > max_len || RECORD_HEADER + len > buf.len() as u64 {
         return RecordAt::Invalid;
     }
-    let payload = &buf[RECORD_HEADER as usize..(RECORD_HEADER + len) as usize];
-    if record_crc(seq, record_no, payload) != crc {
-        return RecordAt::Invalid;
-    }
-    RecordAt::Record(payload)
+    RecordAt::Record { crc, payload: &buf[RECORD_HEADER as usize..(RECORD_HEADER + len) as usize] }
 }
 
 #[cfg(test)]
@@ -210,21 +199,15 @@ mod tests {
     }
 
     #[test]
-    fn record_checksum_binds_segment_and_number() {
-        let payload = b"hello";
+    fn record_framing_is_bounded() {
         let mut buf = vec![0u8; 32];
-        encode_record_header(&mut buf, 3, 10, payload);
-        buf[8..13].copy_from_slice(payload);
-        assert_eq!(record_at(&buf, 3, 10, 100), RecordAt::Record(payload));
-        assert_eq!(record_at(&buf, 4, 10, 100), RecordAt::Invalid, "other segment");
-        assert_eq!(record_at(&buf, 3, 11, 100), RecordAt::Invalid, "other record number");
-        assert_eq!(record_at(&buf, 3, 10, 4), RecordAt::Invalid, "over the bound");
-        assert_eq!(record_at(&buf[..10], 3, 10, 100), RecordAt::Invalid, "cut short");
-        assert_eq!(record_at(&[0u8; 16], 3, 10, 100), RecordAt::End);
-        for i in 0..13 {
-            let mut bad = buf.clone();
-            bad[i] ^= 1;
-            assert_ne!(record_at(&bad, 3, 10, 100), RecordAt::Record(payload), "byte {i}");
-        }
+        encode_record_header(&mut buf, 0xabcd, 5);
+        assert_eq!(record_at(&buf, 100), RecordAt::Record { crc: 0xabcd, payload: &buf[8..13] });
+        assert_eq!(record_at(&buf, 4), RecordAt::Invalid, "over the bound");
+        assert_eq!(record_at(&buf[..10], 100), RecordAt::Invalid, "cut short");
+        assert_eq!(record_at(&[0u8; 16], 100), RecordAt::End);
+        assert_eq!(record_at(&[0u8; 5], 100), RecordAt::End);
+        assert_ne!(record_crc_prefix(3, 10, 5), record_crc_prefix(4, 10, 5));
+        assert_ne!(record_crc_prefix(3, 10, 5), record_crc_prefix(3, 11, 5));
     }
 }

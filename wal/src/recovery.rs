@@ -20,6 +20,7 @@ use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{self, RecordAt, SegmentHeader, HEADER_BLOCK, RECORD_HEADER};
 use crate::index::{MemIndex, Replay};
 use crate::wal::{RecoveryMode, WalOptions};
+use ekv_proto::codec::DecodeError;
 
 pub(crate) struct Active {
     pub seq: u64,
@@ -119,15 +120,22 @@ pub(crate) async fn recover<F: FileSystem>(
                 break;
             }
             let at = &data[(off as usize).min(data.len())..];
-            match format::record_at(at, seq, next_record, max_payload) {
-                RecordAt::Record(payload) => {
-                    let items = match decode_payload(payload, false) {
-                        Ok(items) => items,
-                        Err(e) => {
-                            problem = Some((off, CorruptionKind::Decode(e)));
-                            break;
-                        }
-                    };
+            let checked = match format::record_at(at, max_payload) {
+                RecordAt::Record { crc, payload } => {
+                    match decode_payload(payload, format::record_crc_prefix(seq, next_record, payload.len()))
+                    {
+                        Ok((items, got)) if got == crc => Ok((items, payload.len())),
+                        Ok((_, got)) => Err(DecodeError::ChecksumMismatch { got, expected: crc }),
+                        Err(e) => Err(e),
+                    }
+                }
+                RecordAt::End => {
+                    Err(DecodeError::Incomplete { what: "record", need: RECORD_HEADER, have: 0 })
+                }
+                RecordAt::Invalid => Err(DecodeError::Invalid { what: "record length", value: 0 }),
+            };
+            match checked {
+                Ok((items, len)) => {
                     let mut applied = Ok(());
                     for item in items {
                         applied = index.apply(item, seq, off + RECORD_HEADER, None, Replay::Recovery);
@@ -139,12 +147,13 @@ pub(crate) async fn recover<F: FileSystem>(
                         problem = Some((off, CorruptionKind::Inconsistent(e.to_string())));
                         break;
                     }
-                    off += RECORD_HEADER + payload.len() as u64;
+                    off += RECORD_HEADER + len as u64;
                     next_record += 1;
                 }
-                RecordAt::End | RecordAt::Invalid => {
-                    if let Some(end) = expected_end {
-                        problem = Some((off, CorruptionKind::Checksum { segment_end: end }));
+                Err(e) => {
+                    // In the newest segment this is the torn tail: the log ends here.
+                    if expected_end.is_some() {
+                        problem = Some((off, CorruptionKind::Decode(e)));
                     }
                     break;
                 }

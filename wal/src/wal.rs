@@ -438,11 +438,7 @@ impl<F: FileSystem> Wal<F> {
                 at += n;
             }
             bytes[p1..].fill(0);
-            format::encode_record_header_with(
-                &mut bytes[p0 - RECORD_HEADER as usize..],
-                crc,
-                group.payload_len,
-            );
+            format::encode_record_header(&mut bytes[p0 - RECORD_HEADER as usize..], crc, group.payload_len);
             let tail_from = (align_down(rec_end, align) - start) as usize;
             let new_tail = bytes[tail_from..(rec_end - start) as usize].to_vec();
             (file, start, buf, decoded, new_tail, rec_end, w.seq, payload_at)
