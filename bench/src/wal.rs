@@ -173,7 +173,8 @@ fn maybe_maintain(wal: &Rc<Wal<GlommioFs>>, busy: &Rc<Cell<bool>>) {
 }
 
 /// One round: an entry for each region; every 64 rounds each region also
-/// compacts all but its last 32 entries, as an engine that applied them would.
+/// compacts all but its last 32 entries, as an engine that applied them would
+/// (regions at different rounds: their logs fill independently).
 fn round(batch: &mut LogBatch, regions: usize, next_index: &mut [u64], data: &Bytes, n: u64) {
     for (r, next) in next_index.iter_mut().enumerate().take(regions) {
         let region = RegionId(r as u64 + 1);
@@ -182,7 +183,7 @@ fn round(batch: &mut LogBatch, regions: usize, next_index: &mut [u64], data: &By
             vec![Entry { index: *next, term: 1, data: data.clone(), ..Entry::default() }],
         );
         *next += 1;
-        if n % 64 == 63 && *next > 33 {
+        if (n + r as u64) % 64 == 63 && *next > 33 {
             batch.compact(region, *next - 32);
         }
     }
