@@ -142,7 +142,7 @@ impl Item {
     /// payload); returns the bytes written. Extends the record checksum
     /// `crc` (everything but block contents, see [`decode_payload`]) and
     /// pushes what the index needs, as [`decode_payload`] would find it.
-    fn encode_into(&self, out: &mut [u8], at: usize, crc: &mut u32, decoded: &mut Vec<Decoded>) -> usize {
+    fn encode_into(&self, out: &mut [u8], at: usize, crc: &mut u32, decoded: &mut Decodeds) -> usize {
         let total = out.len();
         let mut buf = &mut *out;
         match self {
@@ -156,14 +156,14 @@ impl Item {
                 let head_len = total - buf.len();
                 let (crc_slot, rest) = buf.split_at_mut(4);
                 let (block, _) = rest.split_at_mut(*block_len);
-                let mut metas = Vec::with_capacity(entries.len());
+                let metas_from = decoded.metas.len();
                 let mut w = &mut *block;
                 let mut offset = 0u32;
                 for e in entries {
                     let before = w.len();
                     e.encode_into(&mut w);
                     let len = (before - w.len()) as u32;
-                    metas.push(EntryMeta { term: e.term, offset, len });
+                    decoded.metas.push(EntryMeta { term: e.term, offset, len });
                     offset += len;
                 }
                 let block_crc = crc32c(0, block);
@@ -171,7 +171,8 @@ impl Item {
                 // The record checksum covers the block through its checksum:
                 // each byte is checksummed once.
                 *crc = crc32c(*crc, &out[..head_len + 4]);
-                decoded.push(Decoded::Entries {
+                let metas = metas_from..decoded.metas.len();
+                decoded.items.push(Decoded::Entries {
                     region: *region,
                     first_index,
                     block_offset: at + head_len + 4,
@@ -186,18 +187,18 @@ impl Item {
                 put_uvarint(&mut buf, state.term);
                 put_uvarint(&mut buf, state.vote);
                 put_uvarint(&mut buf, state.commit);
-                decoded.push(Decoded::HardState { region: *region, state: *state });
+                decoded.items.push(Decoded::HardState { region: *region, state: *state });
             }
             Item::Compact { region, to } => {
                 buf.put_u8(TAG_COMPACT);
                 put_uvarint(&mut buf, region.get());
                 put_uvarint(&mut buf, *to);
-                decoded.push(Decoded::Compact { region: *region, to: *to });
+                decoded.items.push(Decoded::Compact { region: *region, to: *to });
             }
             Item::Remove { region } => {
                 buf.put_u8(TAG_REMOVE);
                 put_uvarint(&mut buf, region.get());
-                decoded.push(Decoded::Remove { region: *region });
+                decoded.items.push(Decoded::Remove { region: *region });
             }
         }
         let n = total - buf.len();
@@ -290,7 +291,7 @@ impl LogBatch {
 
     /// Encodes all items into `out`, which must be `encoded_len()` long and
     /// start `at` bytes into the record payload; see `Item::encode_into`.
-    pub(crate) fn encode_into(&self, out: &mut [u8], at: usize, crc: &mut u32, decoded: &mut Vec<Decoded>) {
+    pub(crate) fn encode_into(&self, out: &mut [u8], at: usize, crc: &mut u32, decoded: &mut Decodeds) {
         let mut n = 0;
         for item in &self.items {
             n += item.encode_into(&mut out[n..], at + n, crc, decoded);
@@ -315,7 +316,8 @@ pub(crate) enum Decoded {
         first_index: u64,
         block_offset: usize,
         block_len: usize,
-        metas: Vec<EntryMeta>,
+        /// Range of the record's [`Decodeds::metas`].
+        metas: std::ops::Range<usize>,
     },
     HardState {
         region: RegionId,
@@ -330,13 +332,21 @@ pub(crate) enum Decoded {
     },
 }
 
+/// The items of a record, and the entry locations they point into (one
+/// vector for the whole record: no allocation per region).
+#[derive(Debug, Default)]
+pub(crate) struct Decodeds {
+    pub items: Vec<Decoded>,
+    pub metas: Vec<EntryMeta>,
+}
+
 /// Decodes every item of a record payload, verifying every block's
 /// checksum, and extends `crc` over the payload's bytes other than block
 /// contents (the record checksum; blocks are covered by their own, which
 /// it includes). Returns the items and the extended checksum.
-pub(crate) fn decode_payload(payload: &[u8], mut crc: u32) -> Result<(Vec<Decoded>, u32), DecodeError> {
+pub(crate) fn decode_payload(payload: &[u8], mut crc: u32) -> Result<(Decodeds, u32), DecodeError> {
     let mut r = Reader::new(payload);
-    let mut out = Vec::new();
+    let mut out = Decodeds::default();
     let mut covered = 0;
     while !r.is_empty() {
         let tag = r.u8("item tag")?;
@@ -366,7 +376,9 @@ pub(crate) fn decode_payload(payload: &[u8], mut crc: u32) -> Result<(Vec<Decode
                 }
                 crc = crc32c(crc, &payload[covered..block_offset]);
                 covered = block_offset + block_len as usize;
-                let metas = decode_block_metas(block, count as usize)?;
+                let from = out.metas.len();
+                decode_block_metas(block, count as usize, &mut out.metas)?;
+                let metas = from..out.metas.len();
                 Decoded::Entries { region, first_index, block_offset, block_len: block_len as usize, metas }
             }
             TAG_HARD_STATE => Decoded::HardState {
@@ -381,15 +393,15 @@ pub(crate) fn decode_payload(payload: &[u8], mut crc: u32) -> Result<(Vec<Decode
             TAG_REMOVE => Decoded::Remove { region },
             other => return Err(DecodeError::Invalid { what: "item tag", value: u64::from(other) }),
         };
-        out.push(item);
+        out.items.push(item);
     }
     Ok((out, crc32c(crc, &payload[covered..])))
 }
 
 /// Term, offset and length of each of the `count` entries of a block.
-fn decode_block_metas(block: &[u8], count: usize) -> Result<Vec<EntryMeta>, DecodeError> {
+fn decode_block_metas(block: &[u8], count: usize, metas: &mut Vec<EntryMeta>) -> Result<(), DecodeError> {
     let mut r = Reader::new(block);
-    let mut metas = Vec::with_capacity(count);
+    metas.reserve(count);
     for _ in 0..count {
         let offset = r.position();
         let term = r.uvarint("entry term")?;
@@ -403,7 +415,7 @@ fn decode_block_metas(block: &[u8], count: usize) -> Result<Vec<EntryMeta>, Deco
     if !r.is_empty() {
         return Err(DecodeError::Invalid { what: "block trailing bytes", value: r.remaining() as u64 });
     }
-    Ok(metas)
+    Ok(())
 }
 
 /// Decodes the entry at `meta` from a block whose checksum was verified.
@@ -443,15 +455,19 @@ mod tests {
     fn batch_round_trips() {
         let b = sample();
         let mut buf = vec![0u8; b.encoded_len()];
-        let (mut crc, mut live) = (0, Vec::new());
+        let (mut crc, mut live) = (0, Decodeds::default());
         b.encode_into(&mut buf, 0, &mut crc, &mut live);
         let (items, decoded_crc) = decode_payload(&buf, 0).unwrap();
         assert_eq!(crc, decoded_crc, "writer and reader compute the same record checksum");
         assert_eq!(format!("{live:?}"), format!("{items:?}"), "encoder and decoder agree");
+        let metas = items.metas;
+        let items = items.items;
         assert_eq!(items.len(), 4);
-        let Decoded::Entries { region, first_index, block_offset, block_len, metas } = &items[0] else {
+        let Decoded::Entries { region, first_index, block_offset, block_len, metas: range } = &items[0]
+        else {
             panic!("{items:?}")
         };
+        let metas = &metas[range.clone()];
         assert_eq!((*region, *first_index, metas.len()), (RegionId(3), 5, 2));
         let block = &buf[*block_offset..*block_offset + *block_len];
         let e = decode_entry(block, 6, metas[1]).unwrap();
@@ -468,7 +484,7 @@ mod tests {
     fn damaged_payloads_are_errors_not_panics() {
         let b = sample();
         let mut buf = vec![0u8; b.encoded_len()];
-        b.encode_into(&mut buf, 0, &mut 0, &mut Vec::new());
+        b.encode_into(&mut buf, 0, &mut 0, &mut Decodeds::default());
         for i in 0..buf.len() {
             for bit in [0x01u8, 0x80] {
                 let mut bad = buf.clone();

@@ -156,13 +156,15 @@ impl MemIndex {
     pub fn apply(
         &mut self,
         item: Decoded,
+        all_metas: &[EntryMeta],
         seq: u64,
         payload_offset: u64,
-        fresh: Option<&[Entry]>,
+        fresh: Option<Vec<Entry>>,
         replay: Replay,
     ) -> Result<()> {
         match item {
             Decoded::Entries { region, first_index, block_offset, block_len, metas } => {
+                let metas = &all_metas[metas];
                 let block =
                     BlockLoc { seq, offset: payload_offset + block_offset as u64 - 4, len: block_len as u32 };
                 // Live writes were validated against this very state before
@@ -198,7 +200,7 @@ impl MemIndex {
                         for e in fresh {
                             self.cache_bytes += e.data.len() + e.context.len();
                             self.cached_entries += 1;
-                            log.cache.push_back(Cached { entry: e.clone() });
+                            log.cache.push_back(Cached { entry: e });
                         }
                     }
                     None => {

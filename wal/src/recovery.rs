@@ -137,8 +137,9 @@ pub(crate) async fn recover<F: FileSystem>(
             match checked {
                 Ok((items, len)) => {
                     let mut applied = Ok(());
-                    for item in items {
-                        applied = index.apply(item, seq, off + RECORD_HEADER, None, Replay::Recovery);
+                    for item in items.items {
+                        applied =
+                            index.apply(item, &items.metas, seq, off + RECORD_HEADER, None, Replay::Recovery);
                         if applied.is_err() {
                             break;
                         }

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use ekv_io::{File, FileSystem, IoBuf};
 use ekv_proto::RegionId;
 
-use crate::batch::{decode_entry, Entry, Guard, HardState, Item, LogBatch};
+use crate::batch::{decode_entry, Decodeds, Entry, Guard, HardState, Item, LogBatch};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::event::Event;
 use crate::format::{self, SegmentHeader, HEADER_BLOCK, RECORD_HEADER};
@@ -430,7 +430,7 @@ impl<F: FileSystem> Wal<F> {
             let p0 = (payload_at - start) as usize;
             let p1 = p0 + group.payload_len;
             let mut crc = format::record_crc_prefix(w.seq, w.next_record, group.payload_len);
-            let mut decoded = Vec::with_capacity(group.batches.iter().map(|s| s.batch.items.len()).sum());
+            let mut decoded = Decodeds::default();
             let mut at = p0;
             for s in &group.batches {
                 let n = s.batch.encoded_len();
@@ -451,16 +451,20 @@ impl<F: FileSystem> Wal<F> {
 
         let mut inner = self.inner.borrow_mut();
         let inner = &mut *inner;
-        let mut decoded = decoded.into_iter();
-        for s in &group.batches {
-            for item in &s.batch.items {
+        let metas = decoded.metas;
+        let mut decoded = decoded.items.into_iter();
+        let mut tickets = Vec::with_capacity(group.batches.len());
+        for s in group.batches {
+            tickets.push(s.ticket);
+            for item in s.batch.items {
                 let d = decoded.next().expect("one decoded item per batch item");
+                // The batch is spent: its entries move into the cache.
                 let fresh = match item {
-                    Item::Entries { entries, .. } => Some(entries.as_slice()),
+                    Item::Entries { entries, .. } => Some(entries),
                     _ => None,
                 };
                 // Validated before the write; a failure here is a bug.
-                if let Err(e) = inner.index.apply(d, seq, payload_at, fresh, Replay::Strict) {
+                if let Err(e) = inner.index.apply(d, &metas, seq, payload_at, fresh, Replay::Strict) {
                     tracing::error!(error = %e, "WAL index rejected a validated write");
                 }
             }
@@ -472,15 +476,15 @@ impl<F: FileSystem> Wal<F> {
         w.tail = new_tail;
         let st = &mut inner.stats;
         st.records += 1;
-        st.batches += group.batches.len() as u64;
+        st.batches += tickets.len() as u64;
         st.syncs += 1;
         st.bytes_written += len;
         st.payload_bytes += group.payload_len as u64;
         st.encode_nanos += (t1 - t0).as_nanos() as u64;
         st.io_nanos += (t2 - t1).as_nanos() as u64;
         st.apply_nanos += t2.elapsed().as_nanos() as u64;
-        for s in group.batches {
-            inner.results.insert(s.ticket, Ok(()));
+        for t in tickets {
+            inner.results.insert(t, Ok(()));
         }
         Ok(())
     }
