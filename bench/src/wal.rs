@@ -164,8 +164,13 @@ fn maybe_maintain(wal: &Rc<Wal<GlommioFs>>, busy: &Rc<Cell<bool>>) {
     busy.set(true);
     let (wal, busy) = (wal.clone(), busy.clone());
     glommio::spawn_local(async move {
-        if let Err(e) = wal.maintain().await {
-            eprintln!("wal maintenance failed: {e}");
+        match wal.maintain().await {
+            Err(e) => eprintln!("wal maintenance failed: {e}"),
+            Ok(r) => {
+                if std::env::var_os("EKV_BENCH_DEBUG").is_some() {
+                    eprintln!("maintain: {r:?}")
+                }
+            }
         }
         busy.set(false);
     })

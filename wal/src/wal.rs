@@ -33,7 +33,15 @@ pub struct WalOptions {
     /// A single write batch must fit in one segment.
     pub segment_size: u64,
     /// Pre-written segments kept ready, so rotation never waits for one.
+    /// New ones are zero-filled only when there are fewer than this.
     pub spare_segments: usize,
+    /// Freed segments are kept as spares (renamed, not rewritten) up to this
+    /// many; beyond it they are deleted. Recycling costs a rename, creating
+    /// costs a segment of writes, so this is larger than `spare_segments`.
+    pub max_spare_segments: usize,
+    /// Segments in use beyond which maintenance re-writes small regions
+    /// that alone hold the oldest ones.
+    pub rewrite_after_segments: usize,
     /// Bytes of entry payload kept in memory for the newest entries.
     pub cache_capacity: usize,
     /// What to do with corruption found at open.
@@ -45,6 +53,8 @@ impl Default for WalOptions {
         Self {
             segment_size: 64 << 20,
             spare_segments: 2,
+            max_spare_segments: 8,
+            rewrite_after_segments: 8,
             cache_capacity: 64 << 20,
             recovery: RecoveryMode::ReportCorruption,
         }
@@ -61,6 +71,9 @@ impl WalOptions {
         }
         if self.spare_segments == 0 {
             return Err(Error::InvalidOption("spare_segments must be at least 1"));
+        }
+        if self.max_spare_segments < self.spare_segments {
+            return Err(Error::InvalidOption("max_spare_segments must be at least spare_segments"));
         }
         Ok(())
     }
@@ -563,12 +576,15 @@ impl<F: FileSystem> Wal<F> {
     /// Background upkeep; call it from a low-priority task after rotations
     /// (see [`Wal::needs_maintenance`]).
     ///
-    /// 1. Regions with few live entries whose state alone holds the oldest
-    ///    segments get that state re-written at the head of the log.
+    /// 1. When more than [`WalOptions::rewrite_after_segments`] segments are
+    ///    in use, regions with few live entries whose state alone holds the
+    ///    oldest segments get that state re-written at the head of the log;
+    ///    regions with many are reported, for the engine to compact.
     /// 2. Segments that no region needs any more are renamed into spares
-    ///    (or deleted if there are enough), oldest first, each rename made
-    ///    durable before the next.
-    /// 3. Spares are topped up to [`WalOptions::spare_segments`].
+    ///    (up to [`WalOptions::max_spare_segments`], else deleted), oldest
+    ///    first, each rename made durable before the next.
+    /// 3. Spares are topped up to [`WalOptions::spare_segments`] with new
+    ///    zero-filled segments, only if recycling did not provide them.
     ///
     /// # Errors
     /// I/O failures.
@@ -584,9 +600,13 @@ impl<F: FileSystem> Wal<F> {
     }
 
     async fn rewrite_pinning(&self, report: &mut MaintainReport) -> Result<()> {
-        // 1. Re-write small regions that hold segments older than the last two.
+        // 1. Once the log holds many segments, re-write small regions that
+        //    hold segments older than the last two.
         let pinning = {
             let inner = self.inner.borrow();
+            if inner.segments.len() <= self.opts.rewrite_after_segments {
+                return Ok(());
+            }
             inner.index.pinning(inner.writer.seq.saturating_sub(1))
         };
         const REWRITE_MAX_ENTRIES: u64 = 64;
@@ -628,7 +648,7 @@ impl<F: FileSystem> Wal<F> {
                 match inner.segments.first_key_value() {
                     Some((&seq, _)) if seq < limit => {
                         let file = inner.segments.remove(&seq).expect("present");
-                        let keep = inner.spares.len() < self.opts.spare_segments;
+                        let keep = inner.spares.len() < self.opts.max_spare_segments;
                         let new_seq = inner.next_spare_seq;
                         if keep {
                             inner.next_spare_seq += 1;
@@ -663,7 +683,15 @@ impl<F: FileSystem> Wal<F> {
     /// or an old segment might be freed.
     pub fn needs_maintenance(&self) -> bool {
         let inner = self.inner.borrow();
-        inner.spares.len() < self.opts.spare_segments || inner.segments.len() > 2
+        let oldest = inner.segments.first_key_value().map(|(s, _)| *s);
+        let freeable = match (oldest, inner.index.min_pin()) {
+            (Some(o), Some(pin)) => o < pin.min(inner.writer.seq),
+            (Some(o), None) => o < inner.writer.seq,
+            _ => false,
+        };
+        inner.spares.len() < self.opts.spare_segments
+            || freeable
+            || inner.segments.len() > self.opts.rewrite_after_segments
     }
 
     /// Up to `hi - lo` entries of `region` from `lo`, stopping before the
