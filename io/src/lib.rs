@@ -28,7 +28,7 @@ pub use glommio_fs::{GlommioFile, GlommioFs};
 pub use mem_fs::{CrashMode, MemFile, MemFs};
 
 use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A buffer that can be handed to [`File::write_at`]. For direct I/O it is
 /// aligned memory owned by the I/O engine until the write completes.
@@ -86,9 +86,4 @@ pub trait FileSystem {
     async fn create_dir_all(&self, dir: &Path) -> Result<()>;
     /// Names of the regular files directly in `dir`, sorted.
     async fn list(&self, dir: &Path) -> Result<Vec<String>>;
-}
-
-/// Joins a directory and a file name; shorthand used by the formats.
-pub fn join(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }

@@ -78,8 +78,7 @@ pub(crate) async fn recover<F: FileSystem>(
     for i in 0..used.len() {
         let problem = match (&used[i].header, i.checked_sub(1).map(|p| &used[p])) {
             (None, _) => Some((0, CorruptionKind::BadHeader)),
-            (Some(h), Some(prev)) if used[i].seq != prev.seq + 1 => {
-                let _ = h;
+            (Some(_), Some(prev)) if used[i].seq != prev.seq + 1 => {
                 Some((0, CorruptionKind::MissingSegment { seq: prev.seq + 1 }))
             }
             (Some(h), Some(prev)) if h.prev_seq != prev.seq => {

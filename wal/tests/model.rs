@@ -170,3 +170,28 @@ fn long_run_recycles_segments() {
         .collect();
     run(ops);
 }
+
+/// Writers that arrive while a write is in flight share the next record and
+/// its one fdatasync: 1 + 1 records for 10 writers, every one durable.
+#[test]
+fn concurrent_writers_share_one_sync() {
+    block_on(async {
+        let fs = MemFs::new(512);
+        let wal = Wal::open(fs.clone(), PathBuf::from("/wal"), options()).await.unwrap();
+        let syncs_before = fs.sync_count();
+        let mut batches: Vec<_> = (1..=10u64)
+            .map(|r| to_batch(&[Step::Append { region: RegionId(r), entries: vec![entry(1, 1, 64, r)] }]))
+            .collect();
+        let results = futures::future::join_all(batches.iter_mut().map(|b| wal.write(b))).await;
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        let st = wal.stats();
+        assert_eq!((st.records, st.batches), (2, 10), "first writer alone, the other nine together: {st:?}");
+        assert_eq!(fs.sync_count() - syncs_before, 2, "one fdatasync per record");
+        wal.close().await.unwrap();
+        fs.crash(ekv_io::CrashMode::DropUnsynced);
+        let wal = Wal::open(fs.clone(), PathBuf::from("/wal"), options()).await.unwrap();
+        for r in 1..=10u64 {
+            assert_eq!(wal.last_index(RegionId(r)), Some(1), "region {r} survived the crash");
+        }
+    });
+}
