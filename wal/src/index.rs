@@ -4,7 +4,9 @@
 //! Writes and recovery update it through the same [`MemIndex::apply`], so
 //! the state after a restart is the state before it by construction.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+use crate::hash::IdHash;
 
 use ekv_proto::RegionId;
 
@@ -46,6 +48,8 @@ pub(crate) struct RegionLog {
     compact_seq: Option<u64>,
     /// Newest entries in memory. Invariant: a suffix of the live entries.
     cache: VecDeque<Cached>,
+    /// Whether the region is in the eviction ring.
+    in_ring: bool,
 }
 
 impl Default for RegionLog {
@@ -57,6 +61,7 @@ impl Default for RegionLog {
             hard_state: None,
             compact_seq: None,
             cache: VecDeque::new(),
+            in_ring: false,
         }
     }
 }
@@ -108,12 +113,13 @@ pub(crate) struct Bounds {
 /// The index of all regions of one log.
 #[derive(Debug)]
 pub(crate) struct MemIndex {
-    regions: BTreeMap<RegionId, RegionLog>,
+    regions: HashMap<RegionId, RegionLog, IdHash>,
     cache_bytes: usize,
     cache_capacity: usize,
-    /// Eviction visits regions in turn from here, dropping each one's
-    /// oldest cached entry: no global order to keep, O(log n) per eviction.
-    evict_cursor: RegionId,
+    /// Regions with cached entries, in the order eviction visits them: each
+    /// visit drops the region's oldest cached entry. No global order of
+    /// entries to keep; O(1) per eviction.
+    evict_ring: VecDeque<RegionId>,
     cached_entries: usize,
     live_entries: usize,
 }
@@ -121,12 +127,20 @@ pub(crate) struct MemIndex {
 impl MemIndex {
     pub fn new(cache_capacity: usize) -> Self {
         Self {
-            regions: BTreeMap::new(),
+            regions: HashMap::default(),
             cache_bytes: 0,
             cache_capacity,
-            evict_cursor: RegionId(0),
+            evict_ring: VecDeque::new(),
             cached_entries: 0,
             live_entries: 0,
+        }
+    }
+
+    /// Bounds and hard state of a region, in one lookup.
+    pub fn view(&self, region: RegionId) -> (Option<Bounds>, Option<HardState>) {
+        match self.regions.get(&region) {
+            Some(r) => (Some(Bounds { first: r.first, next: r.next() }), r.hard_state.map(|(h, _)| h)),
+            None => (None, None),
         }
     }
 
@@ -202,6 +216,10 @@ impl MemIndex {
                             self.cached_entries += 1;
                             log.cache.push_back(Cached { entry: e });
                         }
+                        if !log.in_ring && !log.cache.is_empty() {
+                            log.in_ring = true;
+                            self.evict_ring.push_back(region);
+                        }
                     }
                     None => {
                         for c in log.cache.drain(..) {
@@ -262,30 +280,19 @@ impl MemIndex {
     /// Drops cached entries, the oldest of each region in turn, until the
     /// cache fits its capacity.
     fn evict(&mut self) {
-        use std::ops::Bound::{Excluded, Unbounded};
-        while self.cache_bytes > self.cache_capacity && self.cached_entries > 0 {
-            let next = self
-                .regions
-                .range_mut((Excluded(self.evict_cursor), Unbounded))
-                .find(|(_, log)| !log.cache.is_empty())
-                .map(|(id, _)| *id);
-            let Some(id) = next else {
-                self.evict_cursor = RegionId(0);
-                if self.regions.contains_key(&RegionId(0)) {
-                    // Region 0 is never after the cursor: serve it directly.
-                    self.evict_one(RegionId(0));
-                }
-                continue;
-            };
-            self.evict_cursor = id;
-            self.evict_one(id);
-        }
-    }
-
-    fn evict_one(&mut self, id: RegionId) {
-        if let Some(c) = self.regions.get_mut(&id).and_then(|log| log.cache.pop_front()) {
-            self.cache_bytes -= c.entry.data.len() + c.entry.context.len();
-            self.cached_entries -= 1;
+        while self.cache_bytes > self.cache_capacity {
+            let Some(id) = self.evict_ring.pop_front() else { break };
+            // Ids of removed regions may linger in the ring; skip them.
+            let Some(log) = self.regions.get_mut(&id) else { continue };
+            log.in_ring = false;
+            if let Some(c) = log.cache.pop_front() {
+                self.cache_bytes -= c.entry.data.len() + c.entry.context.len();
+                self.cached_entries -= 1;
+            }
+            if !log.cache.is_empty() {
+                log.in_ring = true;
+                self.evict_ring.push_back(id);
+            }
         }
     }
 
@@ -301,8 +308,11 @@ impl MemIndex {
         self.regions.get(&region).and_then(|r| r.hard_state.map(|(h, _)| h))
     }
 
-    pub fn regions(&self) -> impl Iterator<Item = RegionId> + '_ {
-        self.regions.keys().copied()
+    /// Region ids, sorted.
+    pub fn regions(&self) -> Vec<RegionId> {
+        let mut ids: Vec<RegionId> = self.regions.keys().copied().collect();
+        ids.sort_unstable();
+        ids
     }
 
     fn check_range(&self, region: RegionId, index: u64) -> Result<&RegionLog> {

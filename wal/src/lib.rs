@@ -46,6 +46,7 @@ mod batch;
 mod error;
 mod event;
 pub mod format;
+mod hash;
 mod index;
 mod recovery;
 mod wal;

@@ -12,6 +12,7 @@ use crate::batch::{decode_entry, Decodeds, Entry, Guard, HardState, Item, LogBat
 use crate::error::{CorruptionKind, Error, Result};
 use crate::event::Event;
 use crate::format::{self, SegmentHeader, HEADER_BLOCK, RECORD_HEADER};
+use crate::hash::IdHash;
 use crate::index::{Bounds, MemIndex, PinningRegion, Planned, Replay};
 use crate::recovery;
 
@@ -785,7 +786,7 @@ impl<F: FileSystem> Wal<F> {
 
     /// Regions with state in the log.
     pub fn regions(&self) -> Vec<RegionId> {
-        self.inner.borrow().index.regions().collect()
+        self.inner.borrow().index.regions()
     }
 
     /// Drops `region`'s entries below `to` (durably).
@@ -844,35 +845,6 @@ impl<F: FileSystem> Wal<F> {
     }
 }
 
-/// Hashing for maps keyed by ids the meta service hands out: a multiply
-/// spreads them well enough, at a fraction of SipHash's cost.
-#[derive(Debug, Default, Clone, Copy)]
-struct IdHash;
-
-#[derive(Debug, Default)]
-struct IdHasher(u64);
-
-impl std::hash::BuildHasher for IdHash {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(0)
-    }
-}
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
 struct Group {
     batches: Vec<Staged>,
     payload_len: usize,
@@ -897,7 +869,10 @@ fn validate(
 ) -> Result<()> {
     let view = |overlay: &HashMap<RegionId, View, IdHash>, region| match overlay.get(&region) {
         Some(v) => *v,
-        None => View { bounds: index.bounds(region), hard_state: index.hard_state(region) },
+        None => {
+            let (bounds, hard_state) = index.view(region);
+            View { bounds, hard_state }
+        }
     };
     if let Some(g) = &batch.guard {
         let v = view(overlay, g.region);
