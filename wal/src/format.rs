@@ -34,6 +34,11 @@ pub const VERSION: u32 = 1;
 /// Bytes of the header block; records start here. A multiple of every
 /// direct-I/O alignment we accept.
 pub const HEADER_BLOCK: u64 = 4096;
+/// Writes start and end on multiples of this (or of the device's logical
+/// block size, if larger). Devices with 512-byte logical blocks commonly
+/// have 4 KiB physical ones, and a write that covers part of a physical
+/// block makes the device read, merge and write it back.
+pub const WRITE_UNIT: u64 = 4096;
 /// Bytes of a record header.
 pub const RECORD_HEADER: u64 = 8;
 /// Encoded bytes of the segment header proper.

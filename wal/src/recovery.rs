@@ -182,7 +182,7 @@ pub(crate) async fn recover<F: FileSystem>(
             doomed.extend(used.drain(i + 1..).map(|f| f.seq));
         }
         if i + 1 == used.len() {
-            let align = used[i].file.alignment().max(512);
+            let align = used[i].file.alignment().max(format::WRITE_UNIT);
             let from = (off / align * align) as usize;
             active = Some(Active { seq, pos: off, next_record, tail: data[from..off as usize].to_vec() });
         }

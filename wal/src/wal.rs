@@ -427,7 +427,7 @@ impl<F: FileSystem> Wal<F> {
             let inner = self.inner.borrow();
             let w = &inner.writer;
             let file = w.file.clone();
-            let align = file.alignment().max(512);
+            let align = file.alignment().max(format::WRITE_UNIT);
             let start = if w.header.is_some() { 0 } else { align_down(w.pos, align) };
             let rec_at = w.pos;
             let payload_at = rec_at + RECORD_HEADER;
