@@ -52,6 +52,8 @@ struct Split {
     io_p99: f64,
     encode_mean: f64,
     apply_mean: f64,
+    recycled: usize,
+    zero_filled: usize,
 }
 
 struct Sizes {
@@ -114,6 +116,8 @@ async fn suite(
             results.push(CaseResult::against(&case, "io_only_p99_us", split.io_p99, raw_lat.p99(), None));
             results.push(CaseResult::plain(&case, "encode_mean_us", split.encode_mean));
             results.push(CaseResult::plain(&case, "index_apply_mean_us", split.apply_mean));
+            results.push(CaseResult::plain(&case, "segments_recycled", split.recycled as f64));
+            results.push(CaseResult::plain(&case, "segments_zero_filled", split.zero_filled as f64));
             let _ = std::fs::remove_dir_all(&wal_dir);
         }
     }
@@ -156,25 +160,40 @@ fn payload(len: usize) -> Bytes {
     Bytes::from((0..len).map(|i| (i * 131 + 7) as u8).collect::<Vec<u8>>())
 }
 
-/// Starts log maintenance in the background when the log asks for it.
-fn maybe_maintain(wal: &Rc<Wal<GlommioFs>>, busy: &Rc<Cell<bool>>) {
-    if busy.get() || !wal.needs_maintenance() {
-        return;
-    }
-    busy.set(true);
-    let (wal, busy) = (wal.clone(), busy.clone());
-    glommio::spawn_local(async move {
-        match wal.maintain().await {
-            Err(e) => eprintln!("wal maintenance failed: {e}"),
-            Ok(r) => {
-                if std::env::var_os("EKV_BENCH_DEBUG").is_some() {
-                    eprintln!("maintain: {r:?}")
+/// Log maintenance running beside the appends, and what it did.
+#[derive(Default)]
+struct Maintenance {
+    busy: Cell<bool>,
+    recycled: Cell<usize>,
+    zero_filled: Cell<usize>,
+}
+
+impl Maintenance {
+    /// Starts maintenance in the background when the log asks for it.
+    fn poke(self: &Rc<Self>, wal: &Rc<Wal<GlommioFs>>) {
+        if self.busy.get() || !wal.needs_maintenance() {
+            return;
+        }
+        self.busy.set(true);
+        let (wal, this) = (wal.clone(), self.clone());
+        glommio::spawn_local(async move {
+            match wal.maintain().await {
+                Err(e) => eprintln!("wal maintenance failed: {e}"),
+                Ok(r) => {
+                    this.recycled.set(this.recycled.get() + r.recycled.len());
+                    this.zero_filled.set(this.zero_filled.get() + r.created);
                 }
             }
+            this.busy.set(false);
+        })
+        .detach();
+    }
+
+    async fn wait_idle(&self) {
+        while self.busy.get() {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
         }
-        busy.set(false);
-    })
-    .detach();
+    }
 }
 
 /// One round: an entry for each region; every 64 rounds each region also
@@ -204,7 +223,7 @@ async fn latency_case(
     rounds: usize,
 ) -> Result<(Latency, Latency, Split), BoxError> {
     let wal = Rc::new(Wal::open(fs.clone(), dir.to_path_buf(), WalOptions::default()).await?);
-    let busy = Rc::new(Cell::new(false));
+    let maint = Rc::new(Maintenance::default());
     let data = payload(entry);
     let mut next = vec![1u64; regions];
     let (mut wal_lat, mut raw_lat, mut io_lat) = (Latency::new(), Latency::new(), Latency::new());
@@ -223,11 +242,9 @@ async fn latency_case(
             wal_lat.record(w);
             raw_lat.record(r);
         }
-        maybe_maintain(&wal, &busy);
+        maint.poke(&wal);
     }
-    while busy.get() {
-        glommio::timer::sleep(Duration::from_millis(1)).await;
-    }
+    maint.wait_idle().await;
     let st = wal.stats();
     let per = |n: u64| n as f64 / 1e3 / st.records as f64;
     let split = Split {
@@ -235,6 +252,8 @@ async fn latency_case(
         io_p99: io_lat.p99(),
         encode_mean: per(st.encode_nanos),
         apply_mean: per(st.apply_nanos),
+        recycled: maint.recycled.get(),
+        zero_filled: maint.zero_filled.get(),
     };
     Rc::try_unwrap(wal).map_err(|_| "wal still shared")?.close().await?;
     Ok((wal_lat, raw_lat, split))
@@ -252,7 +271,7 @@ async fn throughput_case(
     let bytes_per_round = (REGIONS * PER_REGION * ENTRY) as f64;
     let opts = WalOptions { segment_size: 128 << 20, ..WalOptions::default() };
     let wal = Rc::new(Wal::open(fs.clone(), dir.to_path_buf(), opts).await?);
-    let busy = Rc::new(Cell::new(false));
+    let maint = Rc::new(Maintenance::default());
     let data = payload(ENTRY);
     let mut next = vec![1u64; REGIONS];
     let (mut wal_time, mut raw_time) = (Duration::ZERO, Duration::ZERO);
@@ -265,11 +284,9 @@ async fn throughput_case(
         wal.write(&mut batch).await?;
         wal_time += t.elapsed();
         raw_time += raw.overwrite_sync(REGIONS * PER_REGION * ENTRY).await?;
-        maybe_maintain(&wal, &busy);
+        maint.poke(&wal);
     }
-    while busy.get() {
-        glommio::timer::sleep(Duration::from_millis(1)).await;
-    }
+    maint.wait_idle().await;
     Rc::try_unwrap(wal).map_err(|_| "wal still shared")?.close().await?;
     let mbs = |d: Duration| bytes_per_round * rounds as f64 / d.as_secs_f64() / 1e6;
     Ok((mbs(wal_time), mbs(raw_time)))

@@ -144,10 +144,6 @@ impl MemIndex {
         }
     }
 
-    pub fn bounds(&self, region: RegionId) -> Option<Bounds> {
-        self.regions.get(&region).map(|r| Bounds { first: r.first, next: r.next() })
-    }
-
     /// Checks an append at `index` against `bounds` (None: no log yet).
     pub fn check_append(region: RegionId, bounds: Option<Bounds>, index: u64) -> Result<()> {
         let Some(b) = bounds else { return Ok(()) };
@@ -184,7 +180,7 @@ impl MemIndex {
                 // Live writes were validated against this very state before
                 // they were written; re-checking costs a lookup per region.
                 if cfg!(debug_assertions) && replay == Replay::Strict {
-                    Self::check_append(region, self.bounds(region), first_index)?;
+                    Self::check_append(region, self.view(region).0, first_index)?;
                 }
                 let log = self.regions.entry(region).or_default();
                 // Keep cached entries below the new first index only: the

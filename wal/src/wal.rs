@@ -330,6 +330,10 @@ impl<F: FileSystem> Wal<F> {
                 if let Some(r) = inner.results.remove(&ticket) {
                     return r;
                 }
+                // A leader that carried this batch was dropped mid-write.
+                if inner.poisoned {
+                    return Err(Error::Poisoned);
+                }
                 (inner.writing, self.event.generation())
             };
             if writing {
@@ -347,28 +351,46 @@ impl<F: FileSystem> Wal<F> {
             inner.writing = true;
             self.prepare_group(&mut inner)
         };
+        // If this future is dropped mid-write, the bytes on disk are unknown:
+        // poison the log and let waiters go rather than leave them hanging.
+        let mut guard = LeadGuard { wal: self, armed: true };
         let (tickets, outcome) = match prepared {
             Some(group) => (group.batches.iter().map(|s| s.ticket).collect(), self.write_group(group).await),
             None => (Vec::new(), Ok(())),
         };
+        guard.armed = false;
         let mut inner = self.inner.borrow_mut();
-        if let Err(e) = outcome {
-            tracing::error!(dir = %self.dir.display(), error = %e, "WAL write failed; the log is poisoned");
-            inner.poisoned = true;
-            inner.stats.poisoned = true;
-            // The group's first writer learns the cause; everyone else still
-            // waiting, and every later writer, gets Poisoned.
-            let mut cause = Some(e);
-            for t in tickets {
-                inner.results.insert(t, Err(cause.take().unwrap_or(Error::Poisoned)));
+        match outcome {
+            Ok(()) => {
+                for t in tickets {
+                    inner.results.insert(t, Ok(()));
+                }
             }
-            for s in std::mem::take(&mut inner.staged) {
-                inner.results.insert(s.ticket, Err(Error::Poisoned));
-            }
+            Err(e) => self.poison(&mut inner, Some(e), tickets),
         }
         inner.writing = false;
         drop(inner);
         self.event.notify();
+    }
+
+    /// Marks the log poisoned and fails `tickets` (the first with `cause`)
+    /// and every staged write.
+    fn poison(&self, inner: &mut Inner<F::File>, cause: Option<Error>, tickets: Vec<u64>) {
+        match &cause {
+            Some(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "WAL write failed; the log is poisoned")
+            }
+            None => tracing::error!(dir = %self.dir.display(), "WAL write abandoned; the log is poisoned"),
+        }
+        inner.poisoned = true;
+        inner.stats.poisoned = true;
+        let mut cause = cause;
+        for t in tickets {
+            inner.results.insert(t, Err(cause.take().unwrap_or(Error::Poisoned)));
+        }
+        for s in std::mem::take(&mut inner.staged) {
+            inner.results.insert(s.ticket, Err(Error::Poisoned));
+        }
     }
 
     /// Takes the staged batches that fit one record, rejecting invalid ones.
@@ -467,9 +489,8 @@ impl<F: FileSystem> Wal<F> {
         let inner = &mut *inner;
         let metas = decoded.metas;
         let mut decoded = decoded.items.into_iter();
-        let mut tickets = Vec::with_capacity(group.batches.len());
+        let batches = group.batches.len() as u64;
         for s in group.batches {
-            tickets.push(s.ticket);
             for item in s.batch.items {
                 let d = decoded.next().expect("one decoded item per batch item");
                 // The batch is spent: its entries move into the cache.
@@ -490,16 +511,13 @@ impl<F: FileSystem> Wal<F> {
         w.tail = new_tail;
         let st = &mut inner.stats;
         st.records += 1;
-        st.batches += tickets.len() as u64;
+        st.batches += batches;
         st.syncs += 1;
         st.bytes_written += len;
         st.payload_bytes += group.payload_len as u64;
         st.encode_nanos += (t1 - t0).as_nanos() as u64;
         st.io_nanos += (t2 - t1).as_nanos() as u64;
         st.apply_nanos += t2.elapsed().as_nanos() as u64;
-        for t in tickets {
-            inner.results.insert(t, Ok(()));
-        }
         Ok(())
     }
 
@@ -842,6 +860,25 @@ impl<F: FileSystem> Wal<F> {
             }
         }
         Ok(())
+    }
+}
+
+/// Armed while a leader writes; dropped armed only if the leader's future
+/// was dropped mid-write.
+struct LeadGuard<'a, F: FileSystem> {
+    wal: &'a Wal<F>,
+    armed: bool,
+}
+
+impl<F: FileSystem> Drop for LeadGuard<'_, F> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Ok(mut inner) = self.wal.inner.try_borrow_mut() {
+                self.wal.poison(&mut inner, None, Vec::new());
+                inner.writing = false;
+            }
+            self.wal.event.notify();
+        }
     }
 }
 

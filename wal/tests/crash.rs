@@ -228,3 +228,32 @@ fn stray_files_are_ignored() {
         must_match(&wal, models.last().unwrap(), "with a stray file").await;
     });
 }
+
+#[test]
+fn a_leader_dropped_mid_write_poisons_instead_of_hanging() {
+    block_on(async {
+        let fs = MemFs::new(512);
+        let (models, _) = build(&fs, 5, 4).await;
+        let wal = Wal::open(fs.clone(), dir(), options()).await.unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let model = models.last().unwrap();
+        let mut a = to_batch(&random_round(model, &mut rng, REGIONS, &mut 700));
+        let mut b = to_batch(&random_round(model, &mut rng, REGIONS, &mut 800));
+        let mut second = Box::pin(wal.write(&mut b));
+        {
+            let mut first = pin!(wal.write(&mut a));
+            assert!(futures::poll!(first.as_mut()).is_pending(), "the first writer leads and waits on I/O");
+            assert!(futures::poll!(second.as_mut()).is_pending(), "the second waits for the leader");
+        }
+        // The leader is gone mid-write: the waiter is told, not left hanging.
+        assert!(matches!(second.await, Err(Error::Poisoned)));
+        assert!(matches!(
+            wal.write(&mut to_batch(&random_round(model, &mut rng, REGIONS, &mut 900))).await,
+            Err(Error::Poisoned)
+        ));
+        drop(wal);
+        fs.crash(CrashMode::DropUnsynced);
+        let wal = Wal::open(fs.clone(), dir(), options()).await.unwrap();
+        must_match(&wal, model, "after the abandoned write").await;
+    });
+}
