@@ -20,10 +20,12 @@
 #![allow(async_fn_in_trait)]
 
 mod error;
+mod event;
 mod glommio_fs;
 mod mem_fs;
 
 pub use error::{IoError, Result};
+pub use event::Event;
 pub use glommio_fs::{GlommioFile, GlommioFs};
 pub use mem_fs::{CrashMode, MemFile, MemFs};
 

@@ -44,7 +44,6 @@
 
 mod batch;
 mod error;
-mod event;
 pub mod format;
 mod hash;
 mod index;

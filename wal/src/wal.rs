@@ -10,7 +10,7 @@ use ekv_proto::RegionId;
 
 use crate::batch::{decode_entry, Decodeds, Entry, Guard, HardState, Item, LogBatch};
 use crate::error::{CorruptionKind, Error, Result};
-use crate::event::Event;
+use ekv_io::Event;
 use crate::format::{self, SegmentHeader, HEADER_BLOCK, RECORD_HEADER};
 use crate::hash::IdHash;
 use crate::index::{Bounds, MemIndex, PinningRegion, Planned, Replay};

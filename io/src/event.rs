@@ -1,5 +1,6 @@
 //! A shard-local broadcast: tasks wait for "something changed", the writer
-//! announces it. No locks, no allocation per wait beyond the waker.
+//! announces it. No locks, no allocation per wait beyond the waker. Shared
+//! by the WAL (group commit) and the LSM (flush, compaction and stall waits).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -15,7 +16,7 @@ struct State {
 
 /// See the module doc.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Event {
+pub struct Event {
     state: Rc<RefCell<State>>,
 }
 
