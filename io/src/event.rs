@@ -40,25 +40,71 @@ impl Event {
 
     /// Resolves once [`Event::notify`] was called after `generation` was read.
     pub fn changed_since(&self, generation: u64) -> impl Future<Output = ()> + '_ {
-        Wait { event: self, generation }
+        Wait { event: self, generation, slot: None }
     }
 }
 
 struct Wait<'a> {
     event: &'a Event,
     generation: u64,
+    /// Where this wait's waker sits in the list of its generation. A wait
+    /// polled again (its task woke for another reason) replaces its own
+    /// waker instead of adding one: `Waker::will_wake` cannot be relied on
+    /// to spot duplicates (glommio's vtables compare unequal across codegen
+    /// units), and every leaked clone holds a task reference (glommio's
+    /// count is an i16).
+    slot: Option<usize>,
 }
 
 impl Future for Wait<'_> {
     type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut st = self.event.state.borrow_mut();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let event = self.event;
+        let mut st = event.state.borrow_mut();
         if st.generation != self.generation {
             return Poll::Ready(());
         }
-        if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            st.wakers.push(cx.waker().clone());
+        match self.slot {
+            Some(i) => st.wakers[i].clone_from(cx.waker()),
+            None => {
+                st.wakers.push(cx.waker().clone());
+                self.slot = Some(st.wakers.len() - 1);
+            }
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Counter(AtomicUsize);
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_wait_polled_many_times_holds_one_waker() {
+        let event = Event::default();
+        let counter = Arc::new(Counter(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let g = event.generation();
+        let mut wait = Box::pin(event.changed_since(g));
+        for _ in 0..1000 {
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(event.state.borrow().wakers.len(), 1);
+        // Only the waker itself and the one in the list are alive.
+        assert_eq!(Arc::strong_count(&counter), 3);
+        event.notify();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert!(wait.as_mut().poll(&mut cx).is_ready());
     }
 }
