@@ -353,8 +353,9 @@ impl<F: FileSystem + 'static> Lsm<F> {
         Ok(Cf(id))
     }
 
-    /// Drops a family: its name is forgotten (durably) and its keys are
-    /// deleted with one range deletion. `default` cannot be dropped.
+    /// Drops a family: its keys are deleted with one range deletion, which
+    /// is flushed, then its name is forgotten (durably). `default` cannot
+    /// be dropped.
     pub async fn drop_cf(&self, cf: Cf) -> Result<()> {
         if cf == Cf::DEFAULT {
             return Err(Error::InvalidArgument("the default column family cannot be dropped".into()));
@@ -362,6 +363,9 @@ impl<F: FileSystem + 'static> Lsm<F> {
         let mut batch = WriteBatch::new();
         batch.delete_from(cf, b"");
         self.write(batch).await?;
+        // The deletion must be durable before the name is forgotten: a new
+        // family may get the same id, and must not see the old keys.
+        self.flush().await?;
         let mut guard = self.inner.manifest.lock().await;
         let edit = VersionEdit { cf_dropped: vec![cf.0], ..Default::default() };
         self.inner.log_edit(&mut guard, edit).await?;

@@ -102,10 +102,31 @@ pub fn set_seq(ikey: &mut [u8], seq: u64) {
     ikey[n - TRAILER_LEN..].copy_from_slice(&trailer(seq, kind).to_le_bytes());
 }
 
+/// Byte-wise order of two short slices, eight bytes at a time: keys here
+/// are tens of bytes, where a call into libc's `memcmp` costs more than the
+/// comparison itself.
+#[inline]
+pub fn compare_bytes(a: &[u8], b: &[u8]) -> Ordering {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_be_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_be_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return x.cmp(&y);
+        }
+        i += 8;
+    }
+    match a[i..n].cmp(&b[i..n]) {
+        Ordering::Equal => a.len().cmp(&b.len()),
+        o => o,
+    }
+}
+
 /// The internal-key order.
 #[inline]
 pub fn compare(a: &[u8], b: &[u8]) -> Ordering {
-    match user_key(a).cmp(user_key(b)) {
+    match compare_bytes(user_key(a), user_key(b)) {
         Ordering::Equal => trailer_of(b).cmp(&trailer_of(a)),
         o => o,
     }
@@ -181,6 +202,28 @@ mod tests {
         let mut k = a3.clone();
         set_seq(&mut k, 9);
         assert_eq!((seq_of(&k), kind_of(&k), user_key(&k)), (9, 1, &b"a"[..]));
+    }
+
+    #[test]
+    fn compare_bytes_is_slice_order() {
+        let keys: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![0, 0],
+            vec![1; 7],
+            vec![1; 8],
+            vec![1; 9],
+            [vec![1; 8], vec![0]].concat(),
+            [vec![1; 8], vec![2, 0, 0, 0, 0, 0, 0, 0, 0]].concat(),
+            vec![255; 17],
+            b"abcdefgh-longer-key".to_vec(),
+            b"abcdefgh-longer-kez".to_vec(),
+        ];
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(compare_bytes(a, b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -16,61 +16,73 @@ use std::rc::Rc;
 use crate::key::{self, Kind, Tombstone};
 
 const MAX_HEIGHT: usize = 12;
-const CHUNK: usize = 1 << 20;
+/// Arena chunk size; a node is addressed as `chunk << CHUNK_BITS | offset`.
+const CHUNK_BITS: u32 = 20;
+const CHUNK: usize = 1 << CHUNK_BITS;
+/// Chunks an arena may have (4 GiB of memtable at most, far above any
+/// sane `memtable_size`); the last id is kept free for `NIL`.
+const MAX_CHUNKS: usize = (1 << (32 - CHUNK_BITS)) - 1;
 const NIL: u32 = u32::MAX;
 const HEAD: u32 = 0;
-/// Bytes a node costs beyond its key and value: the node and its links.
-const NODE_OVERHEAD: usize = std::mem::size_of::<Node>() + 8;
+/// Node header: key length u32, value length u32, height u8, 3 bytes pad.
+const NODE_HEADER: usize = 12;
+/// Bytes a node costs beyond its key and value (header and average links).
+const NODE_OVERHEAD: usize = NODE_HEADER + 6;
 
-#[derive(Debug, Clone, Copy)]
-struct Node {
-    chunk: u32,
-    offset: u32,
-    key_len: u32,
-    value_len: u32,
-    /// Index of this node's level-0 link in `links`.
-    links: u32,
-}
-
+/// The skip list. A node lives in the arena as
+/// `key_len u32 | value_len u32 | height u8 | pad | next u32 * height | key | value`,
+/// so a search step touches one node's links and, right after them, its key.
 #[derive(Debug)]
 struct List {
     chunks: Vec<Vec<u8>>,
-    nodes: Vec<Node>,
-    links: Vec<u32>,
     height: usize,
     rng: u64,
 }
 
+#[inline]
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
 impl List {
     fn new() -> Self {
-        let head = Node { chunk: 0, offset: 0, key_len: 0, value_len: 0, links: 0 };
-        List {
-            chunks: Vec::new(),
-            nodes: vec![head],
-            links: vec![NIL; MAX_HEIGHT],
-            height: 1,
-            rng: 0x2545F4914F6CDD1D,
+        let mut head = Vec::with_capacity(CHUNK);
+        head.extend_from_slice(&[0u8; NODE_HEADER]);
+        head[8] = MAX_HEIGHT as u8;
+        for _ in 0..MAX_HEIGHT {
+            head.extend_from_slice(&NIL.to_le_bytes());
         }
+        List { chunks: vec![head], height: 1, rng: 0x2545F4914F6CDD1D }
+    }
+
+    #[inline]
+    fn node(&self, n: u32) -> (&[u8], usize) {
+        (&self.chunks[(n >> CHUNK_BITS) as usize], (n & (CHUNK as u32 - 1)) as usize)
     }
 
     #[inline]
     fn key(&self, n: u32) -> &[u8] {
-        let node = &self.nodes[n as usize];
-        let c = &self.chunks[node.chunk as usize];
-        &c[node.offset as usize..node.offset as usize + node.key_len as usize]
+        let (c, o) = self.node(n);
+        let start = o + NODE_HEADER + 4 * c[o + 8] as usize;
+        &c[start..start + u32_at(c, o) as usize]
     }
 
     #[inline]
     fn value(&self, n: u32) -> &[u8] {
-        let node = &self.nodes[n as usize];
-        let c = &self.chunks[node.chunk as usize];
-        let start = node.offset as usize + node.key_len as usize;
-        &c[start..start + node.value_len as usize]
+        let (c, o) = self.node(n);
+        let start = o + NODE_HEADER + 4 * c[o + 8] as usize + u32_at(c, o) as usize;
+        &c[start..start + u32_at(c, o + 4) as usize]
     }
 
     #[inline]
     fn next(&self, n: u32, level: usize) -> u32 {
-        self.links[self.nodes[n as usize].links as usize + level]
+        let (c, o) = self.node(n);
+        u32_at(c, o + NODE_HEADER + 4 * level)
+    }
+
+    fn set_next(&mut self, n: u32, level: usize, to: u32) {
+        let o = (n & (CHUNK as u32 - 1)) as usize + NODE_HEADER + 4 * level;
+        self.chunks[(n >> CHUNK_BITS) as usize][o..o + 4].copy_from_slice(&to.to_le_bytes());
     }
 
     fn random_height(&mut self) -> usize {
@@ -127,43 +139,38 @@ impl List {
         }
     }
 
-    fn alloc(&mut self, ikey: &[u8], value: &[u8]) -> (u32, u32) {
-        let need = ikey.len() + value.len();
-        let fits = self.chunks.last().is_some_and(|c| c.capacity() - c.len() >= need);
-        if !fits {
-            self.chunks.push(Vec::with_capacity(need.max(CHUNK)));
-        }
-        let idx = self.chunks.len() - 1;
-        let c = self.chunks.last_mut().expect("a chunk was just ensured");
-        let offset = c.len();
-        c.extend_from_slice(ikey);
-        c.extend_from_slice(value);
-        (idx as u32, offset as u32)
-    }
-
     fn insert(&mut self, ikey: &[u8], value: &[u8]) {
         let mut prev = [HEAD; MAX_HEIGHT];
         self.find_ge(ikey, Some(&mut prev));
         let height = self.random_height();
-        if height > self.height {
-            // Levels above the old height start at the head (already in `prev`).
-            self.height = height;
+        // Levels above the old height start at the head (already in `prev`).
+        self.height = self.height.max(height);
+        let need = NODE_HEADER + 4 * height + ikey.len() + value.len();
+        // A node must start below CHUNK to be addressable; an entry larger than
+        // a chunk gets a chunk of its own, starting at 0.
+        let fits = self.chunks.last().is_some_and(|c| c.len() < CHUNK && c.capacity() - c.len() >= need);
+        if !fits {
+            assert!(self.chunks.len() < MAX_CHUNKS, "memtable arena exhausted");
+            self.chunks.push(Vec::with_capacity(need.max(CHUNK)));
         }
-        let (chunk, offset) = self.alloc(ikey, value);
-        let links = self.links.len() as u32;
-        let n = self.nodes.len() as u32;
-        self.nodes.push(Node {
-            chunk,
-            offset,
-            key_len: ikey.len() as u32,
-            value_len: value.len() as u32,
-            links,
-        });
+        let chunk = self.chunks.len() - 1;
+        let mut nexts = [NIL; MAX_HEIGHT];
+        for (l, n) in nexts.iter_mut().enumerate().take(height) {
+            *n = self.next(prev[l], l);
+        }
+        let c = self.chunks.last_mut().expect("a chunk was just ensured");
+        let offset = c.len();
+        c.extend_from_slice(&(ikey.len() as u32).to_le_bytes());
+        c.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        c.extend_from_slice(&[height as u8, 0, 0, 0]);
+        for n in &nexts[..height] {
+            c.extend_from_slice(&n.to_le_bytes());
+        }
+        c.extend_from_slice(ikey);
+        c.extend_from_slice(value);
+        let n = (chunk as u32) << CHUNK_BITS | offset as u32;
         for (level, &p) in prev.iter().enumerate().take(height) {
-            let after = self.next(p, level);
-            self.links.push(after);
-            let slot = self.nodes[p as usize].links as usize + level;
-            self.links[slot] = n;
+            self.set_next(p, level, n);
         }
     }
 }

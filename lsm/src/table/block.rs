@@ -223,7 +223,7 @@ impl<'a> Target<'a> {
     /// against the target, as [`key::compare`] would.
     #[inline]
     pub(crate) fn cmp_key(&self, ikey: &[u8]) -> Ordering {
-        match key::user_key(ikey).cmp(self.user) {
+        match key::compare_bytes(key::user_key(ikey), self.user) {
             Ordering::Equal => self.trailer.cmp(&key::trailer_of(ikey)),
             o => o,
         }
