@@ -1,16 +1,20 @@
 //! [`FileSystem`] over glommio's DMA files (`O_DIRECT` through io_uring).
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
 
 use crate::{File, FileSystem, IoBuf, IoError, Result};
 
-/// Devices (st_dev) whose polled-I/O probe this process has already settled.
-static PROBED_DEVICES: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
+thread_local! {
+    /// Devices (st_dev) whose polled-I/O probe this thread has settled.
+    /// Per thread, because glommio keeps its probe results per thread: every
+    /// executor (shard) must settle its own.
+    static PROBED_DEVICES: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
+}
 
 /// Name of the file [`GlommioFs::new`] reads to settle glommio's probe.
 pub const PROBE_FILE: &str = ".ekv-io-probe";
@@ -40,13 +44,9 @@ impl GlommioFs {
     pub async fn new(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| IoError::new("create_dir_all", dir, e))?;
         let dev = std::fs::metadata(dir).map_err(|e| IoError::new("stat", dir, e))?.dev();
-        let already =
-            PROBED_DEVICES.lock().map(|g| g.as_ref().is_some_and(|s| s.contains(&dev))).unwrap_or(false);
-        if !already {
+        if !PROBED_DEVICES.with(|p| p.borrow().contains(&dev)) {
             probe_device(dir).await?;
-            if let Ok(mut g) = PROBED_DEVICES.lock() {
-                g.get_or_insert_with(HashSet::new).insert(dev);
-            }
+            PROBED_DEVICES.with(|p| p.borrow_mut().insert(dev));
         }
         Ok(Self { _priv: () })
     }
@@ -104,7 +104,10 @@ impl File for GlommioFile {
     }
 
     fn alloc_buf(&self, len: usize) -> DmaBuffer {
-        self.file.alloc_dma_buffer(len)
+        // glommio hands out recycled memory; the trait promises zeros.
+        let mut buf = self.file.alloc_dma_buffer(len);
+        buf.as_bytes_mut().fill(0);
+        buf
     }
 
     async fn write_at(&self, buf: DmaBuffer, pos: u64) -> Result<()> {

@@ -1,7 +1,9 @@
 //! glommio's polled-I/O probe must not be fooled by an empty file opened first.
 //!
-//! The probe result is cached per block device for the whole process, so this
-//! file holds exactly one test and runs as its own binary.
+//! glommio caches the probe result per block device and per thread, and so
+//! does `GlommioFs::new`; this file runs as its own binary so no other test
+//! opens a DMA file first. Each executor thread (shard) settles the probe
+//! for itself.
 
 use ekv_io::{File, FileSystem, GlommioFs};
 use glommio::LocalExecutorBuilder;
@@ -9,7 +11,15 @@ use glommio::LocalExecutorBuilder;
 #[test]
 fn empty_dma_file_first_then_reads_and_writes_work() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let path = dir.path().to_path_buf();
+    // Two executors one after the other, as two shards of a store: the
+    // second must not rely on the first one's probe.
+    for shard in 0..2 {
+        one_executor(&dir.path().join(format!("shard-{shard}")));
+    }
+}
+
+fn one_executor(path: &std::path::Path) {
+    let path = path.to_path_buf();
     LocalExecutorBuilder::default()
         .spawn(move || async move {
             let fs = GlommioFs::new(&path).await.expect("probe");

@@ -121,6 +121,9 @@ impl<F: FileSystem> ManifestWriter<F> {
         let b = buf.as_mut_slice();
         b[..self.tail.len()].copy_from_slice(&self.tail);
         b[self.tail.len()..used].copy_from_slice(&record);
+        // The zeros after the last record are the end marker; DMA buffers
+        // come uninitialised (stale bytes could even hold an old record).
+        b[used..].fill(0);
         self.file.write_at(buf, start).await?;
         self.file.fdatasync().await?;
 
@@ -156,7 +159,9 @@ async fn write_current<F: FileSystem>(fs: &F, dir: &Path, number: u64) -> Result
     let line = current_line(number);
     let len = line.len().next_multiple_of(file.alignment() as usize);
     let mut buf = file.alloc_buf(len);
-    buf.as_mut_slice()[..line.len()].copy_from_slice(line.as_bytes());
+    let b = buf.as_mut_slice();
+    b[..line.len()].copy_from_slice(line.as_bytes());
+    b[line.len()..].fill(0);
     file.write_at(buf, 0).await?;
     file.fdatasync().await?;
     file.close().await?;

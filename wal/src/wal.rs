@@ -10,11 +10,11 @@ use ekv_proto::RegionId;
 
 use crate::batch::{decode_entry, Decodeds, Entry, Guard, HardState, Item, LogBatch};
 use crate::error::{CorruptionKind, Error, Result};
-use ekv_io::Event;
 use crate::format::{self, SegmentHeader, HEADER_BLOCK, RECORD_HEADER};
 use crate::hash::IdHash;
 use crate::index::{Bounds, MemIndex, PinningRegion, Planned, Replay};
 use crate::recovery;
+use ekv_io::Event;
 
 /// What [`Wal::open`] does with a damaged record before the tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
