@@ -643,18 +643,44 @@ impl<F: FileSystem + 'static> Lsm<F> {
         for (i, r) in ranges.iter().enumerate() {
             let (start, end) = r.tree_bounds();
             if start > end {
+                self.remove_files(&out).await;
                 return Err(Error::InvalidArgument(format!("export range {i} starts after it ends")));
             }
             let path = dest.join(format!("{name_prefix}-{i:04}.sst"));
-            let file = self.inner.fs.create(&path).await?;
-            let mut builder = TableBuilder::new(file, self.inner.opts.table_options());
-            let mut it = self.iter(
-                r.cf,
-                IterOptions { lower: Some(&r.start), upper: r.end.as_deref(), snapshot: Some(&snap) },
-            )?;
+            out.push(path.clone());
+            if let Err(e) = self.export_one(r, &snap, &path, (start, end)).await {
+                // Nothing half-written is left behind for a caller to ship.
+                self.remove_files(&out).await;
+                return Err(e);
+            }
+        }
+        self.inner.fs.sync_dir(dest).await?;
+        Ok(out)
+    }
+
+    async fn remove_files(&self, paths: &[PathBuf]) {
+        for p in paths {
+            let _ = self.inner.fs.remove(p).await;
+        }
+    }
+
+    async fn export_one(
+        &self,
+        r: &KeyRange,
+        snap: &Snapshot,
+        path: &Path,
+        bounds: (Vec<u8>, Vec<u8>),
+    ) -> Result<()> {
+        let file = self.inner.fs.create(path).await?;
+        let mut builder = TableBuilder::new(file, self.inner.opts.table_options());
+        let mut it = self.iter(
+            r.cf,
+            IterOptions { lower: Some(&r.start), upper: r.end.as_deref(), snapshot: Some(snap) },
+        )?;
+        let mut ikey = Vec::new();
+        let mut clock = WorkClock::new(&self.inner.opts);
+        let filled: Result<()> = async {
             it.seek_to_first().await?;
-            let mut ikey = Vec::new();
-            let mut clock = WorkClock::new(&self.inner.opts);
             while it.valid() {
                 ikey.clear();
                 key::encode_into(&mut ikey, &key::cf_key(r.cf.0, it.key()), 0, Kind::Put as u8);
@@ -662,12 +688,16 @@ impl<F: FileSystem + 'static> Lsm<F> {
                 it.next().await?;
                 clock.tick(&self.inner.opts).await;
             }
-            builder.add_tombstone(Tombstone { start, end, seq: 0 });
-            builder.finish().await?;
-            out.push(path);
+            Ok(())
         }
-        self.inner.fs.sync_dir(dest).await?;
-        Ok(out)
+        .await;
+        if let Err(e) = filled {
+            builder.abandon().await;
+            return Err(e);
+        }
+        builder.add_tombstone(Tombstone { start: bounds.0, end: bounds.1, seq: 0 });
+        builder.finish().await?;
+        Ok(())
     }
 
     /// Ingests tables made by [`Lsm::export`] (moved into the tree by
