@@ -4,7 +4,7 @@
 //! cargo run --release -p ekv-bench -- <SUITE> [--quick] [--json] [--dir PATH]
 //! ```
 //!
-//! Each suite is a subcommand (`wal`, ...). All of them share [`harness`]:
+//! Each suite is a subcommand (`wal`, `lsm`, ...). All of them share [`harness`]:
 //! one histogram ([`harness::Latency`], nanoseconds in, microseconds out),
 //! one result row ([`harness::CaseResult`]), one report and one output
 //! format, and the raw-disk baseline of [`raw`]. `--quick` is a short run
@@ -49,6 +49,7 @@
 //! 3. Add `mod <suite>;` and a variant of [`Suite`] here that calls its `run`.
 
 pub mod harness;
+mod lsm;
 pub mod raw;
 mod wal;
 
@@ -96,12 +97,16 @@ struct Cli {
 enum Suite {
     /// Write-ahead log: append+sync latency against the raw disk.
     Wal,
+    /// LSM tree: db_bench-style workloads against RocksDB db_bench and
+    /// (feature fjall) fjall.
+    Lsm(lsm::LsmArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.suite {
         Suite::Wal => wal::run(&cli.opts),
+        Suite::Lsm(args) => lsm::run(&cli.opts, args),
     };
     match result {
         Ok(report) => {
@@ -128,5 +133,7 @@ mod tests {
         let cli = Cli::try_parse_from(["ekv-bench", "--json", "wal"]).unwrap();
         assert!(cli.opts.json && !cli.opts.quick && cli.opts.dir.is_none());
         assert!(Cli::try_parse_from(["ekv-bench"]).is_err());
+        let cli = Cli::try_parse_from(["ekv-bench", "lsm", "--quick", "--unpinned"]).unwrap();
+        assert!(matches!(cli.suite, Suite::Lsm(a) if a.unpinned) && cli.opts.quick);
     }
 }

@@ -15,8 +15,13 @@ use crate::table::cache::BlockCache;
 use crate::table::format::{self, BlockHandle, Corrupt, Footer, BLOCK_TRAILER_LEN, FOOTER_LEN};
 use crate::table::TableInfo;
 
-/// Bytes a compaction iterator reads at a time.
+/// Bytes a compaction iterator reads at a time, and the most a scanning
+/// iterator reads ahead.
 const READAHEAD: u64 = 256 << 10;
+/// A scanning iterator's first read-ahead; doubles per sequential block.
+const READAHEAD_START: u64 = 16 << 10;
+/// Sequential block loads before an iterator starts reading ahead.
+const READAHEAD_AFTER: u32 = 2;
 
 /// One data block in the index.
 struct IndexEntry {
@@ -251,13 +256,19 @@ impl<F: File> Table<F> {
         Ok(block)
     }
 
-    /// Data block `idx` out of the read-ahead buffer, refilled as needed.
-    async fn read_ahead_block(&self, idx: usize, ra: &mut ReadAhead) -> Result<Block> {
+    /// Data block `idx` if the cache has it.
+    fn cache_only(&self, idx: usize) -> Option<Block> {
+        self.cache.get(self.number, self.index[idx].handle.offset)
+    }
+
+    /// Data block `idx` out of the read-ahead buffer, refilled with `size`
+    /// bytes from the block on when it does not hold the block.
+    async fn read_ahead_block(&self, idx: usize, ra: &mut ReadAhead, size: u64) -> Result<Block> {
         let h = self.index[idx].handle;
         let len = h.size as usize + BLOCK_TRAILER_LEN;
         let have = ra.start..ra.start + ra.chunk.len() as u64;
         if !(have.contains(&h.offset) && h.offset + len as u64 <= have.end) {
-            let end = (h.offset + READAHEAD).min(self.data_end).max(h.offset + len as u64);
+            let end = (h.offset + size).min(self.data_end).max(h.offset + len as u64);
             let raw = self.file.read_at(h.offset, (end - h.offset) as usize).await?;
             ra.chunk = Bytes::copy_from_slice(&raw);
             ra.start = h.offset;
@@ -313,6 +324,14 @@ struct ReadAhead {
 pub struct TableIter<F: File> {
     table: Rc<Table<F>>,
     ahead: Option<ReadAhead>,
+    /// A scanning iterator's own read-ahead (RocksDB calls it automatic
+    /// read-ahead): after a few sequential block loads, blocks missing from
+    /// the cache come from growing sequential reads instead of one
+    /// io_uring read each. They are not put in the cache, so a scan does
+    /// not push out hot blocks.
+    auto: Option<ReadAhead>,
+    /// Sequential block loads in a row.
+    run: u32,
     /// Index entry of `block`.
     idx: usize,
     block: Option<Block>,
@@ -333,7 +352,16 @@ impl<F: File> std::fmt::Debug for TableIter<F> {
 
 impl<F: File> TableIter<F> {
     fn new(table: Rc<Table<F>>, ahead: Option<ReadAhead>) -> Self {
-        Self { table, ahead, idx: 0, block: None, cursor: Cursor::default(), global_key: Vec::new() }
+        Self {
+            table,
+            ahead,
+            auto: None,
+            run: 0,
+            idx: 0,
+            block: None,
+            cursor: Cursor::default(),
+            global_key: Vec::new(),
+        }
     }
 
     /// Whether the iterator is at an entry.
@@ -461,10 +489,20 @@ impl<F: File> TableIter<F> {
             // Seeks often land in the block they are in already.
             return Ok(());
         }
+        let sequential = self.block.is_some() && idx == self.idx + 1;
+        self.run = if sequential { self.run.saturating_add(1) } else { 0 };
         self.block = None;
         let table = Rc::clone(&self.table);
         let block = match &mut self.ahead {
-            Some(ra) => table.read_ahead_block(idx, ra).await?,
+            Some(ra) => table.read_ahead_block(idx, ra, READAHEAD).await?,
+            None if self.run >= READAHEAD_AFTER => match table.cache_only(idx) {
+                Some(b) => b,
+                None => {
+                    let size = (READAHEAD_START << (self.run - READAHEAD_AFTER).min(8)).min(READAHEAD);
+                    let ra = self.auto.get_or_insert_with(|| ReadAhead { start: 0, chunk: Bytes::new() });
+                    table.read_ahead_block(idx, ra, size).await?
+                }
+            },
             None => table.cached_block(idx).await?,
         };
         self.idx = idx;
