@@ -98,7 +98,12 @@ impl<F: FileSystem + 'static> Inner<F> {
         let lo = next.first().map_or(start.clone(), |t| t.meta.smallest.clone().min(start.clone()));
         let hi = next.last().map_or(upper.clone(), |t| t.meta.upper.clone().max(upper.clone()));
         let bottommost = (level + 2..self.opts.num_levels).all(|l| v.overlapping(l, &lo, &hi).is_empty());
-        let trivial = inputs.len() == 1 && next.is_empty();
+        // Nothing below to merge with and the inputs do not overlap each
+        // other (sequential writes flush such L0 tables): move them down.
+        let mut sorted: Vec<&Handle<F>> = inputs.iter().collect();
+        sorted.sort_by(|a, b| a.meta.smallest.cmp(&b.meta.smallest));
+        let disjoint = sorted.windows(2).all(|w| w[0].meta.upper <= w[1].meta.smallest);
+        let trivial = next.is_empty() && disjoint;
         Compaction { level, inputs, next, bottommost, trivial }
     }
 
@@ -131,20 +136,20 @@ impl<F: FileSystem + 'static> Inner<F> {
         let out_level = c.level + 1;
         let pointer = c.inputs.iter().map(|t| t.meta.upper.clone()).max().unwrap_or_default();
         if c.trivial {
-            let t = c.inputs[0].clone();
+            let deleted: Vec<(usize, u64)> = c.inputs.iter().map(|t| (c.level, t.meta.number)).collect();
             let edit = VersionEdit {
-                deleted: vec![(c.level, t.meta.number)],
-                added: vec![(out_level, t.meta.clone())],
+                deleted: deleted.clone(),
+                added: c.inputs.iter().map(|t| (out_level, t.meta.clone())).collect(),
                 ..Default::default()
             };
             let mut guard = self.manifest.lock().await;
             self.log_edit(&mut guard, edit).await?;
-            self.install(&[(c.level, t.meta.number)], vec![(out_level, t)], Vec::new());
+            self.install(&deleted, c.inputs.iter().map(|t| (out_level, t.clone())).collect(), Vec::new());
             drop(guard);
             let mut st = self.state.borrow_mut();
             st.compact_pointer[c.level] = pointer;
             drop(st);
-            self.stats.borrow_mut().trivial_moves += 1;
+            self.stats.borrow_mut().trivial_moves += c.inputs.len() as u64;
             return Ok(());
         }
 
