@@ -17,7 +17,7 @@ use crate::key::{self, Kind, Tombstone, MAX_SEQ};
 use crate::manifest::{self, FileKind, ManifestWriter};
 use crate::memtable::{MemIter, MemTable};
 use crate::range_del::Fragments;
-use crate::stats::{LevelStats, Stats, StatsCounters};
+use crate::stats::{LevelStats, Stats};
 use crate::table::{BlockCache, Table, TableBuilder};
 use crate::version::{FileMeta, TableHandle, Version, VersionEdit};
 use crate::{Error, Options, Result, WriteBatch};
@@ -168,7 +168,7 @@ pub(crate) struct Inner<F: FileSystem> {
     /// Running flusher and compactor tasks.
     pub flusher: Cell<usize>,
     pub compactor: Cell<usize>,
-    pub stats: RefCell<StatsCounters>,
+    pub stats: RefCell<Stats>,
     pub recovered_marker: Option<Vec<u8>>,
 }
 
@@ -280,7 +280,7 @@ impl<F: FileSystem + 'static> Lsm<F> {
             progress: Event::default(),
             flusher: Cell::new(0),
             compactor: Cell::new(0),
-            stats: RefCell::new(StatsCounters::default()),
+            stats: RefCell::new(Stats::default()),
             recovered_marker: marker,
         });
         let lsm = Lsm { inner };
@@ -727,16 +727,16 @@ impl<F: FileSystem + 'static> Lsm<F> {
         for m in &st.imm {
             mem_bytes += m.bytes();
         }
-        Stats::new(
-            &inner.stats.borrow(),
+        Stats {
             levels,
-            inner.cache.stats(),
-            mem_bytes,
-            st.imm.len(),
-            st.last_seq,
-            inner.pending_compaction_bytes(&st),
-            st.version.all_tables().map(|(_, t)| t.meta.raw_bytes).sum(),
-        )
+            cache: inner.cache.stats(),
+            memtable_bytes: mem_bytes,
+            immutable_memtables: st.imm.len(),
+            last_seq: st.last_seq,
+            pending_compaction_bytes: inner.pending_compaction_bytes(&st),
+            table_raw_bytes: st.version.all_tables().map(|(_, t)| t.meta.raw_bytes).sum(),
+            ..inner.stats.borrow().clone()
+        }
     }
 
     /// Flushes the memtable, stops the background task and closes every

@@ -2,26 +2,6 @@
 
 use crate::table::CacheStats;
 
-/// Raw counters, kept by the tree as it works.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct StatsCounters {
-    pub user_bytes_written: u64,
-    pub flush_bytes_written: u64,
-    pub flushes: u64,
-    pub flush_micros: u64,
-    pub compaction_bytes_read: u64,
-    pub compaction_bytes_written: u64,
-    pub compactions: u64,
-    pub trivial_moves: u64,
-    pub compaction_micros: u64,
-    pub stall_micros: u64,
-    pub stop_micros: u64,
-    pub stall_count: u64,
-    pub max_stall_micros: u64,
-    pub table_probes: u64,
-    pub ingested_tables: u64,
-}
-
 /// One level's shape.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LevelStats {
@@ -34,6 +14,8 @@ pub struct LevelStats {
 }
 
 /// A snapshot of the tree's counters and shape ([`crate::Lsm::stats`]).
+/// The tree keeps the counters in one of these and fills in the shape
+/// (levels, cache, memtables) when asked.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     /// Key and value bytes written by callers.
@@ -83,43 +65,6 @@ pub struct Stats {
 }
 
 impl Stats {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        c: &StatsCounters,
-        levels: Vec<LevelStats>,
-        cache: CacheStats,
-        memtable_bytes: usize,
-        immutable_memtables: usize,
-        last_seq: u64,
-        pending_compaction_bytes: u64,
-        table_raw_bytes: u64,
-    ) -> Self {
-        Stats {
-            user_bytes_written: c.user_bytes_written,
-            flush_bytes_written: c.flush_bytes_written,
-            flushes: c.flushes,
-            flush_micros: c.flush_micros,
-            compaction_bytes_read: c.compaction_bytes_read,
-            compaction_bytes_written: c.compaction_bytes_written,
-            compactions: c.compactions,
-            trivial_moves: c.trivial_moves,
-            compaction_micros: c.compaction_micros,
-            stall_micros: c.stall_micros,
-            stop_micros: c.stop_micros,
-            stall_count: c.stall_count,
-            max_stall_micros: c.max_stall_micros,
-            table_probes: c.table_probes,
-            ingested_tables: c.ingested_tables,
-            levels,
-            cache,
-            memtable_bytes,
-            immutable_memtables,
-            last_seq,
-            pending_compaction_bytes,
-            table_raw_bytes,
-        }
-    }
-
     /// Bytes written to tables (flush and compaction) per user byte written.
     pub fn write_amplification(&self) -> f64 {
         if self.user_bytes_written == 0 {

@@ -10,7 +10,6 @@
 
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Duration;
 
 use ekv_io::GlommioFs;
 use ekv_lsm::{IterOptions, Lsm, Options, Stats};
@@ -30,7 +29,10 @@ pub const BACKGROUND_SHARES: usize = 500;
 
 /// The tree's options for a plan: the same shape every engine gets.
 pub fn options(plan: &Plan) -> Options {
-    let yield_hook: ekv_lsm::YieldHook = Rc::new(|| Box::pin(async { glommio::yield_if_needed().await }));
+    // Every work slice, background work gives the core to the foreground
+    // queue if it has anything to run.
+    let yield_hook: ekv_lsm::YieldHook =
+        Rc::new(|| Box::pin(async { glommio::executor().yield_task_queue_now().await }));
     Options {
         memtable_size: plan.memtable_size as usize,
         max_immutable_memtables: plan.max_immutable_memtables as usize,
@@ -68,12 +70,23 @@ async fn phase_on_executor(phase: Phase, plan: &Plan, dir: &Path) -> Result<Outc
     let lsm = Lsm::open(fs, dir.to_path_buf(), options(plan)).await?;
     let tq = glommio::executor().create_task_queue(
         Shares::Static(BACKGROUND_SHARES),
-        TqLatency::Matters(Duration::from_millis(1)),
+        TqLatency::NotImportant,
         "lsm-bg",
     );
     let (f, c) = (lsm.clone(), lsm.clone());
     let flusher = glommio::spawn_local_into(async move { f.run_flusher().await }, tq)?;
     let compactor = glommio::spawn_local_into(async move { c.run_compactor().await }, tq)?;
+    // glommio 0.9 can park the executor while a task queue is still
+    // runnable (when it is preempted before running any queue); nothing
+    // then wakes it. A pending timer does: this one bounds such a stall to
+    // 10 ms. See linux-only.md.
+    let keep_alive = Rc::new(std::cell::Cell::new(true));
+    let alive = keep_alive.clone();
+    let ticker = glommio::spawn_local(async move {
+        while alive.get() {
+            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
 
     let ran = workload(phase, plan, &lsm).await;
     let settled = match (&ran, phase.writes()) {
@@ -87,6 +100,8 @@ async fn phase_on_executor(phase: Phase, plan: &Plan, dir: &Path) -> Result<Outc
     let closed = lsm.close().await;
     let flushed = flusher.await;
     let compacted = compactor.await;
+    keep_alive.set(false);
+    ticker.await;
     let mut outcome = ran?;
     settled?;
     closed?;
