@@ -16,8 +16,7 @@ use ekv_lsm::{IterOptions, Lsm, Options, Stats};
 use glommio::{Latency as TqLatency, Shares};
 
 use super::workload::{
-    encode_key, Dist, Keys, Meter, MixedSchedule, Outcome, Phase, Plan, Values, ENTRY_BYTES, KEY_SIZE,
-    SEEK_NEXTS,
+    encode_key, Keys, Meter, MixedSchedule, Outcome, Phase, Plan, Values, KEY_SIZE, SEEK_NEXTS,
 };
 use super::{sysio, BoxError};
 use crate::harness::{self, Latency};
@@ -220,16 +219,7 @@ async fn workload(phase: Phase, plan: &Plan, lsm: &Lsm<GlommioFs>) -> Result<Out
             }
         }
     }
-    let secs = meter.elapsed().as_secs_f64();
-    Ok(Outcome {
-        ops: meter.ops(),
-        ops_per_s: meter.ops() as f64 / secs,
-        lat: Dist::from(&lat),
-        write_lat: (phase == Phase::Mixed).then(|| Dist::from(&write_lat)),
-        found: (gets > 0).then_some((found, gets)),
-        user_bytes_written: writes * ENTRY_BYTES,
-        ..Outcome::default()
-    })
+    Ok(Outcome::measured(phase, &meter, &lat, &write_lat, (found, gets), writes))
 }
 
 #[cfg(test)]

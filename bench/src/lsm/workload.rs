@@ -429,6 +429,29 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// What an operation loop measured: its meter, the read (or only) and
+    /// write latencies, `(found, gets)` and the number of puts.
+    pub fn measured(
+        phase: Phase,
+        meter: &Meter,
+        lat: &Latency,
+        write_lat: &Latency,
+        (found, gets): (u64, u64),
+        writes: u64,
+    ) -> Self {
+        Outcome {
+            ops: meter.ops(),
+            ops_per_s: meter.ops() as f64 / meter.elapsed().as_secs_f64(),
+            lat: Dist::from(lat),
+            write_lat: (phase == Phase::Mixed).then(|| Dist::from(write_lat)),
+            found: (gets > 0).then_some((found, gets)),
+            user_bytes_written: writes * ENTRY_BYTES,
+            ..Outcome::default()
+        }
+    }
+}
+
+impl Outcome {
     /// Write amplification: storage bytes over user bytes (None when the
     /// phase put nothing).
     pub fn write_amp(&self) -> Option<f64> {
