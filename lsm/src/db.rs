@@ -559,31 +559,7 @@ impl<F: FileSystem + 'static> Lsm<F> {
     /// a waker again every time a pending I/O future is polled: a second
     /// loop in the same task would poll the first one's I/O spuriously.
     pub async fn run_flusher(&self) -> Result<()> {
-        let inner = &self.inner;
-        inner.flusher.set(inner.flusher.get() + 1);
-        let _running = scopeguard(|| {
-            inner.flusher.set(inner.flusher.get() - 1);
-            inner.progress.notify();
-        });
-        let result = async {
-            loop {
-                let g = inner.work.generation();
-                if inner.flush_one().await? {
-                    continue;
-                }
-                if inner.state.borrow().closing {
-                    return Ok(());
-                }
-                inner.work.changed_since(g).await;
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), Error>(())
-        }
-        .await;
-        if let Err(e) = &result {
-            inner.poison(&e.to_string());
-        }
-        result
+        self.run_job(Job::Flush).await
     }
 
     /// Background compaction (see [`Lsm::run_flusher`]): runs compactions
@@ -591,29 +567,43 @@ impl<F: FileSystem + 'static> Lsm<F> {
     /// It yields through [`Options::yield_hook`] every
     /// [`Options::work_slice`] of CPU.
     pub async fn run_compactor(&self) -> Result<()> {
+        self.run_job(Job::Compact).await
+    }
+
+    async fn run_job(&self, job: Job) -> Result<()> {
         let inner = &self.inner;
-        inner.compactor.set(inner.compactor.get() + 1);
+        let running = match job {
+            Job::Flush => &inner.flusher,
+            Job::Compact => &inner.compactor,
+        };
+        running.set(running.get() + 1);
         let _running = scopeguard(|| {
-            inner.compactor.set(inner.compactor.get() - 1);
+            running.set(running.get() - 1);
             inner.progress.notify();
         });
         let result = async {
             loop {
                 let g = inner.work.generation();
-                if inner.state.borrow().closing {
-                    return Ok(());
-                }
-                if inner.compact_once().await? {
+                let closing = inner.state.borrow().closing;
+                let did = match job {
+                    // Frozen memtables are written out even while closing.
+                    Job::Flush => inner.flush_one().await?,
+                    Job::Compact => !closing && inner.compact_once().await?,
+                };
+                if did {
                     inner.progress.notify();
                     continue;
                 }
-                // Nothing to do: no progress to announce (waiters would
-                // wake this task again and spin).
-                inner.remove_obsolete().await?;
+                if closing {
+                    return Ok::<(), Error>(());
+                }
+                if job == Job::Compact {
+                    inner.remove_obsolete().await?;
+                }
+                // Nothing to do: wait for work without announcing progress
+                // (waiters would wake this task again and spin).
                 inner.work.changed_since(g).await;
             }
-            #[allow(unreachable_code)]
-            Ok::<(), Error>(())
         }
         .await;
         if let Err(e) = &result {
@@ -758,6 +748,13 @@ impl<F: FileSystem + 'static> Lsm<F> {
         }
         Ok(())
     }
+}
+
+/// The two background loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    Flush,
+    Compact,
 }
 
 /// Calls `f` when dropped.

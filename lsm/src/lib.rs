@@ -20,7 +20,7 @@
 //!   share of compaction's pace, shrinking towards `l0_stop_trigger`; every
 //!   wait is counted in [`Stats`].
 //!
-//! Files: `CURRENT`, `MANIFEST-<n>` (see [`manifest`](crate) docs in
+//! Files: `CURRENT`, `MANIFEST-<n>` (layout in the README and in
 //! `manifest.rs`) and `<n>.sst` tables (see [`table`]). All I/O goes through
 //! [`ekv_io::FileSystem`]: glommio DMA files on io_uring in production,
 //! [`ekv_io::MemFs`] in crash tests.

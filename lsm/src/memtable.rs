@@ -124,19 +124,9 @@ impl List {
 
     /// Last node with key < `target` (HEAD if none).
     fn find_lt(&self, target: &[u8]) -> u32 {
-        let mut x = HEAD;
-        let mut level = self.height - 1;
-        loop {
-            let next = self.next(x, level);
-            if next != NIL && key::compare(self.key(next), target) == Ordering::Less {
-                x = next;
-                continue;
-            }
-            if level == 0 {
-                return x;
-            }
-            level -= 1;
-        }
+        let mut prev = [HEAD; MAX_HEIGHT];
+        self.find_ge(target, Some(&mut prev));
+        prev[0]
     }
 
     fn insert(&mut self, ikey: &[u8], value: &[u8]) {

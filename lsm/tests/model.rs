@@ -5,7 +5,7 @@
 //! ingest (into the same tree and into another), clean reopens and crashes
 //! (the tree comes back at its last durable flush marker), checked against
 //! a `BTreeMap` per family after every step. Each run goes once with all
-//! work inline and once with `run_background` on a `LocalPool`.
+//! work inline and once with `run_flusher` and `run_compactor` spawned on a `LocalPool`.
 
 mod support;
 
