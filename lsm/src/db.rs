@@ -108,6 +108,12 @@ impl KeyRange {
     }
 }
 
+/// Where [`Lsm::build_replacement`] takes its records from.
+enum TableSource<'a, F: File> {
+    Tree(Iter<F>),
+    Pairs(std::slice::Iter<'a, (Vec<u8>, Vec<u8>)>),
+}
+
 /// The shard's LSM tree. Cheap to clone (a handle); `!Send`: it lives on
 /// one executor.
 pub struct Lsm<F: FileSystem> {
@@ -661,21 +667,62 @@ impl<F: FileSystem + 'static> Lsm<F> {
         path: &Path,
         bounds: (Vec<u8>, Vec<u8>),
     ) -> Result<()> {
-        let file = self.inner.fs.create(path).await?;
-        let mut builder = TableBuilder::new(file, self.inner.opts.table_options());
-        let mut it = self.iter(
+        let it = self.iter(
             r.cf,
             IterOptions { lower: Some(&r.start), upper: r.end.as_deref(), snapshot: Some(snap) },
         )?;
+        self.build_replacement(r, path, bounds, TableSource::Tree(it)).await
+    }
+
+    /// Writes a table holding exactly `pairs` (sorted, unique, inside
+    /// `range`) and a range deletion over all of `range`, so that
+    /// [`Lsm::ingest`] of it replaces the range's contents with `pairs`: the
+    /// way a caller adds its own records to an atomic ingest.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `pairs` are unsorted or outside the
+    /// range; I/O failures.
+    pub async fn write_table(&self, path: &Path, range: &KeyRange, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        let bounds = range.tree_bounds();
+        let inside = |k: &[u8]| k >= range.start.as_slice() && range.end.as_deref().is_none_or(|e| k < e);
+        if pairs.windows(2).any(|w| w[0].0 >= w[1].0) || pairs.iter().any(|(k, _)| !inside(k)) {
+            return Err(Error::InvalidArgument("write_table: pairs must be sorted, unique and in range".into()));
+        }
+        self.build_replacement(range, path, bounds, TableSource::Pairs(pairs.iter())).await
+    }
+
+    async fn build_replacement(
+        &self,
+        r: &KeyRange,
+        path: &Path,
+        bounds: (Vec<u8>, Vec<u8>),
+        mut source: TableSource<'_, F::File>,
+    ) -> Result<()> {
+        let file = self.inner.fs.create(path).await?;
+        let mut builder = TableBuilder::new(file, self.inner.opts.table_options());
         let mut ikey = Vec::new();
         let mut clock = WorkClock::new(&self.inner.opts);
         let filled: Result<()> = async {
-            it.seek_to_first().await?;
-            while it.valid() {
+            if let TableSource::Tree(it) = &mut source {
+                it.seek_to_first().await?;
+            }
+            loop {
                 ikey.clear();
-                key::encode_into(&mut ikey, &key::cf_key(r.cf.0, it.key()), 0, Kind::Put as u8);
-                builder.add(&ikey, it.value()).await?;
-                it.next().await?;
+                match &mut source {
+                    TableSource::Tree(it) => {
+                        if !it.valid() {
+                            break;
+                        }
+                        key::encode_into(&mut ikey, &key::cf_key(r.cf.0, it.key()), 0, Kind::Put as u8);
+                        builder.add(&ikey, it.value()).await?;
+                        it.next().await?;
+                    }
+                    TableSource::Pairs(pairs) => {
+                        let Some((k, v)) = pairs.next() else { break };
+                        key::encode_into(&mut ikey, &key::cf_key(r.cf.0, k), 0, Kind::Put as u8);
+                        builder.add(&ikey, v).await?;
+                    }
+                }
                 clock.tick(&self.inner.opts).await;
             }
             Ok(())

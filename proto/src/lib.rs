@@ -24,4 +24,4 @@ mod ids;
 mod region;
 
 pub use ids::{PeerId, RegionId, ShardId, StoreId};
-pub use region::{Region, RegionEpoch};
+pub use region::{PeerMeta, Region, RegionEpoch, MAX_KEY_LEN, MAX_PEERS};

@@ -1,6 +1,14 @@
 //! Regions and their epochs.
 
+use bytes::BufMut;
+
+use crate::codec::{put_len_prefixed, put_uvarint, DecodeError, DecodeResult, Reader};
 use crate::{PeerId, RegionId, StoreId};
+
+/// Longest key a region boundary may have.
+pub const MAX_KEY_LEN: usize = 64 << 10;
+/// Most replicas a region may list.
+pub const MAX_PEERS: usize = 64;
 
 /// The version of a region's shape.
 ///
@@ -52,6 +60,53 @@ impl Region {
     pub fn contains(&self, key: &[u8]) -> bool {
         key >= self.start_key.as_slice() && (self.end_key.is_empty() || key < self.end_key.as_slice())
     }
+
+    /// The replica on `store`, if any.
+    pub fn peer_on(&self, store: StoreId) -> Option<PeerMeta> {
+        self.peers.iter().copied().find(|p| p.store_id == store)
+    }
+
+    /// The replica with id `id`, if any.
+    pub fn peer(&self, id: PeerId) -> Option<PeerMeta> {
+        self.peers.iter().copied().find(|p| p.id == id)
+    }
+
+    /// Appends the region:
+    /// `id | start len-prefixed | end len-prefixed | conf_ver | version | n | (peer id | store id)*`,
+    /// every integer a uvarint.
+    pub fn encode_into(&self, buf: &mut impl BufMut) {
+        put_uvarint(buf, self.id.get());
+        put_len_prefixed(buf, &self.start_key);
+        put_len_prefixed(buf, &self.end_key);
+        put_uvarint(buf, self.epoch.conf_ver);
+        put_uvarint(buf, self.epoch.version);
+        put_uvarint(buf, self.peers.len() as u64);
+        for p in &self.peers {
+            put_uvarint(buf, p.id.get());
+            put_uvarint(buf, p.store_id.get());
+        }
+    }
+
+    /// Decodes what [`Region::encode_into`] wrote, bounding keys by
+    /// [`MAX_KEY_LEN`] and replicas by [`MAX_PEERS`].
+    ///
+    /// # Errors
+    /// [`DecodeError`] for truncated or out-of-bounds input.
+    pub fn decode_from(r: &mut Reader<'_>) -> DecodeResult<Self> {
+        let id = RegionId(r.uvarint("region id")?);
+        let start_key = r.len_prefixed("region start", MAX_KEY_LEN)?.to_vec();
+        let end_key = r.len_prefixed("region end", MAX_KEY_LEN)?.to_vec();
+        let epoch = RegionEpoch { conf_ver: r.uvarint("conf_ver")?, version: r.uvarint("version")? };
+        let n = r.uvarint("peer count")?;
+        if n > MAX_PEERS as u64 {
+            return Err(DecodeError::TooLarge { what: "peer count", len: n, limit: MAX_PEERS as u64 });
+        }
+        let mut peers = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            peers.push(PeerMeta { id: PeerId(r.uvarint("peer id")?), store_id: StoreId(r.uvarint("store id")?) });
+        }
+        Ok(Self { id, start_key, end_key, epoch, peers })
+    }
 }
 
 #[cfg(test)]
@@ -69,6 +124,26 @@ mod tests {
         assert!(r.contains(b"b"));
         assert!(r.contains(b"c\xff"));
         assert!(!r.contains(b"d"));
+    }
+
+    #[test]
+    fn region_round_trips_and_rejects_truncation() {
+        let r = Region {
+            id: RegionId(9),
+            start_key: b"a".to_vec(),
+            end_key: vec![],
+            epoch: RegionEpoch { conf_ver: 3, version: 300 },
+            peers: vec![
+                PeerMeta { id: PeerId(1), store_id: StoreId(1) },
+                PeerMeta { id: PeerId(2), store_id: StoreId(7) },
+            ],
+        };
+        let mut buf = Vec::new();
+        r.encode_into(&mut buf);
+        assert_eq!(Region::decode_from(&mut Reader::new(&buf)).unwrap(), r);
+        for cut in 0..buf.len() {
+            assert!(Region::decode_from(&mut Reader::new(&buf[..cut])).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]

@@ -1,0 +1,1 @@
+//! The glommio shell: runs a store's shards on pinned executors.

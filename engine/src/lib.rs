@@ -1,0 +1,53 @@
+//! ekv's raftstore: thread-per-core multi-raft.
+//!
+//! A store runs one [`Shard`] per core. A shard owns a disjoint set of
+//! region peers (raft-rs `RawNode`s), one WAL and one LSM tree, and drives
+//! all of its peers in rounds: in each round the entries and hard states of
+//! every peer go into one WAL write and one fdatasync, and the committed
+//! entries of every peer are applied in one LSM write batch. See
+//! [`Shard`] for the round, [`Shard::handle_ready`] for its steps.
+//!
+//! Layout (after tikv's raftstore-v2):
+//! - `raft/`: state independent of the thread model: the command codec,
+//!   the persisted [`PeerState`](raft::state::PeerState), raft-rs storage;
+//! - `operation/`: one file per feature (`propose`, `apply`, `read`,
+//!   `snapshot`, `tick`), each an `impl Peer` or `impl Shard` block;
+//! - `router/`: messages in and out of shards, the store's region table;
+//! - `fsm/`: the glommio shell that runs shards on pinned executors.
+//!
+//! The shard core never waits on the network or a clock: the shell feeds it
+//! commands, messages and ticks, and sends what it produces through the
+//! [`Transport`] and [`PdClient`] traits this crate owns. The deterministic
+//! simulator in `tests/` runs the same core over an in-memory file system.
+//!
+//! Rule: this crate depends on `ekv-proto`, `ekv-io`, `ekv-wal`, `ekv-lsm`
+//! and raft-rs; never on sockets (`net` implements [`Transport`]).
+#![deny(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![allow(async_fn_in_trait)]
+
+mod config;
+mod error;
+pub mod fsm;
+mod operation;
+mod peer;
+pub mod raft;
+pub mod router;
+mod shard;
+mod transport;
+
+pub use config::{Config, META_CF};
+pub use error::{Error, Result};
+pub use operation::read::ReadTask;
+pub use operation::snapshot::SnapDesc;
+pub use router::{
+    Callback, Command, PeerChange, PeerMsg, RaftEnvelope, Request, Response, Scan, ShardAddr, SnapshotChunk,
+    StoreMsg, StoreRouter, WriteOp,
+};
+pub use shard::{PeerStatus, Shard, ShardStats};
+pub use transport::{Operator, PdClient, RegionHeartbeat, SplitIds, StoreHeartbeat, Transport};
+
+/// The file systems a shard runs on: an [`ekv_io::FileSystem`] that can be
+/// cloned into the WAL and the LSM and lives as long as the executor.
+pub trait Fs: ekv_io::FileSystem + Clone + 'static {}
+impl<T: ekv_io::FileSystem + Clone + 'static> Fs for T {}

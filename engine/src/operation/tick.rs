@@ -1,0 +1,139 @@
+//! Periodic work of a peer: log GC, heartbeats to the meta service, and
+//! hibernation of idle regions.
+//!
+//! Hibernation: a leader whose region saw no command for
+//! `hibernate_after_ticks`, with every follower holding its whole log and
+//! everything applied, tells its followers and stops ticking; followers
+//! with the same log stop too. Any command or non-heartbeat message wakes
+//! a peer. A hibernating follower also wakes when its leader's store goes
+//! silent (stores probe each other once per `store_probe_ticks`, one message
+//! per pair of shards however many regions they share), so that a dead
+//! leader is replaced.
+
+use ekv_proto::PeerId;
+
+use crate::peer::Peer;
+use crate::raft::cmd::{CmdHeader, EntryCmd};
+use crate::router::PeerMsg;
+use crate::shard::PeerMsgTo;
+use crate::transport::RegionHeartbeat;
+use crate::{Config, Error};
+
+impl Peer {
+    /// Leadership moved away: waiting reads cannot be served here.
+    pub(crate) fn on_lost_leadership(&mut self) {
+        self.lease_until = 0;
+        let region = self.region_id();
+        let leader = self.leader();
+        self.reads.fail_all(&|| Error::NotLeader { region, leader });
+    }
+
+    /// On the leader: proposes a log truncation when enough is applied.
+    pub(crate) fn maybe_compact_log(&mut self, cfg: &Config) {
+        let st = self.raft.store();
+        let applied = st.state.apply.applied_index;
+        let truncated = st.state.apply.truncated_index;
+        if applied <= truncated + cfg.raft_log_gc_threshold {
+            return;
+        }
+        let replicated = self.raft.raft.prs().iter().map(|(_, p)| p.matched).min().unwrap_or(applied);
+        let forced = applied - truncated > cfg.raft_log_gc_count_limit
+            || st.entries_bytes() > cfg.raft_log_gc_size_limit;
+        let to = if forced { applied } else { replicated.min(applied) };
+        if to <= truncated + cfg.raft_log_gc_threshold / 2 && !forced {
+            return;
+        }
+        let Ok(term) = raft::Storage::term(st, to) else { return };
+        let h = CmdHeader { region_id: self.region_id(), epoch: self.region().epoch };
+        let data = EntryCmd::CompactLog { index: to, term }.encode(&h);
+        let _ = self.raft.propose(vec![], data);
+    }
+
+    /// The leader's report for the meta service; resets the load counters.
+    pub(crate) fn heartbeat(&mut self, now: u64, cfg: &Config) -> RegionHeartbeat {
+        let applied = self.applied_index();
+        let mut pending = Vec::new();
+        let mut down = Vec::new();
+        for (id, pr) in self.raft.raft.prs().iter() {
+            let Some(meta) = self.region().peer(PeerId(*id)) else { continue };
+            if *id == self.meta.id.get() {
+                continue;
+            }
+            if pr.matched < applied {
+                pending.push(meta);
+            }
+            if !pr.recent_active {
+                down.push(meta);
+            }
+        }
+        let _ = (now, cfg);
+        let flow = std::mem::take(&mut self.flow);
+        RegionHeartbeat {
+            region: self.region().clone(),
+            leader: self.meta,
+            pending_peers: pending,
+            down_peers: down,
+            approximate_size: self.approx_size,
+            approximate_keys: self.approx_keys,
+            written_bytes: flow.written_bytes,
+            written_keys: flow.written_keys,
+            read_bytes: flow.read_bytes,
+            read_keys: flow.read_keys,
+        }
+    }
+
+    /// True when the leader's region is settled: nothing waits, every
+    /// replica holds the whole log, everything is applied.
+    fn settled(&self) -> bool {
+        let r = &self.raft.raft;
+        let last = r.raft_log.last_index();
+        self.proposals.is_empty()
+            && self.reads.is_empty()
+            && r.raft_log.committed == last
+            && self.applied_index() == last
+            && r.lead_transferee.is_none()
+            && self.state().conf_state.voters_outgoing.is_empty()
+            && r.prs().iter().all(|(_, p)| p.matched == last)
+            && !self.raft.has_ready()
+    }
+
+    /// On the leader: stops ticking when idle and settled, returning the
+    /// messages that put the followers to sleep.
+    pub(crate) fn maybe_hibernate_leader(&mut self, now: u64, cfg: &Config) -> Option<Vec<PeerMsgTo>> {
+        if cfg.hibernate_after_ticks == 0
+            || now < self.last_active + cfg.hibernate_after_ticks
+            || !self.settled()
+        {
+            return None;
+        }
+        self.hibernating = true;
+        self.lease_until = 0;
+        let term = self.raft.raft.term;
+        let last_index = self.raft.raft.raft_log.last_index();
+        let me = self.meta.id;
+        Some(
+            self.region()
+                .peers
+                .iter()
+                .filter(|p| p.id != me)
+                .map(|p| (p.id, PeerMsg::Hibernate { term, last_index }))
+                .collect(),
+        )
+    }
+
+    /// On a follower: follows its leader to sleep when it holds the same log.
+    pub(crate) fn maybe_hibernate_follower(&mut self, from: PeerId, term: u64, last_index: u64) {
+        let r = &self.raft.raft;
+        if r.leader_id == from.get()
+            && r.term == term
+            && r.raft_log.last_index() == last_index
+            && r.raft_log.committed == last_index
+            && self.applied_index() == last_index
+            && self.proposals.is_empty()
+            && self.reads.is_empty()
+            && !self.raft.has_ready()
+        {
+            self.hibernating = true;
+        }
+    }
+}

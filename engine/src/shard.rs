@@ -1,0 +1,1310 @@
+//! A shard: one core's peers, WAL and LSM, driven in rounds.
+//!
+//! The shell (glommio in production, the simulator in tests) feeds a shard
+//! inputs — [`Shard::on_command`], [`Shard::on_store_msg`], [`Shard::tick`],
+//! meta-service answers — and then runs [`Shard::handle_ready`], one round:
+//!
+//! 1. every peer touched since the last round hands over its `Ready`;
+//!    messages a leader may send before its own sync go out at once;
+//! 2. the entries and hard states of all peers go into **one** WAL write
+//!    and **one** fdatasync;
+//! 3. messages that had to wait for the sync are released, and the
+//!    committed entries of all peers are applied into **one** LSM write
+//!    batch, which also carries each peer's apply state;
+//! 4. waiting commands are answered, reads whose index is applied become
+//!    [`ReadTask`]s, and the round's side effects (splits, removals, log GC)
+//!    are carried out.
+//!
+//! The shell then drains the outputs ([`Shard::flush_io`],
+//! [`Shard::take_reads`], [`Shard::take_forwards`]). Nothing here waits on
+//! the network or a clock: the same code runs in the deterministic simulator.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use ekv_lsm::{Cf, IterOptions, Lsm, Options as LsmOptions, WriteBatch};
+use ekv_proto::{PeerMeta, Region, RegionId, ShardId, StoreId};
+use ekv_wal::{LogBatch, Wal, WalOptions};
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, MessageType};
+use raft::StateRole;
+
+use crate::config::{Config, META_CF};
+use crate::operation::apply::{ApplyCtx, Effect};
+use crate::operation::read::{PendingRead, ReadTask};
+use crate::operation::snapshot::SnapState;
+use crate::peer::Peer;
+use crate::raft::cmd::{CmdHeader, EntryCmd};
+use crate::raft::state::{parse_state_key, state_key, ApplyState, PeerState, INIT_INDEX, INIT_TERM};
+use crate::router::{
+    Callback, Command, PeerMsg, RaftEnvelope, Request, Response, ShardAddr, StoreMsg, StoreRouter,
+};
+use crate::transport::{Operator, PdClient, RegionHeartbeat, SplitIds, StoreHeartbeat, Transport};
+use crate::Fs;
+use crate::{Error, Result};
+
+/// A request to the meta service, queued until the shell sends it.
+#[derive(Debug, Clone)]
+pub(crate) enum PdTask {
+    AskSplit { region: Region, count: usize, token: u64 },
+    ReportSplit(Vec<Region>),
+    RegionHeartbeat(RegionHeartbeat),
+    StoreHeartbeat(StoreHeartbeat),
+}
+
+/// A split waiting for ids.
+struct SplitWaiter {
+    region: RegionId,
+    keys: Vec<Bytes>,
+    cb: Callback,
+}
+
+/// WAL work that must wait until the LSM state allowing it is durable.
+#[derive(Debug, Clone, Copy)]
+enum WalOp {
+    Compact(u64),
+    Remove,
+}
+
+/// Counters of a shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Rounds run.
+    pub rounds: u64,
+    /// WAL writes (each one fdatasync).
+    pub wal_writes: u64,
+    /// Commands proposed.
+    pub proposals: u64,
+    /// Entries applied.
+    pub applied_entries: u64,
+    /// LSM batches written by apply.
+    pub apply_batches: u64,
+    /// Reads served under the lease.
+    pub lease_reads: u64,
+    /// Reads served through ReadIndex.
+    pub read_index_reads: u64,
+    /// Raft messages sent.
+    pub messages_sent: u64,
+    /// Snapshots generated.
+    pub snapshots_generated: u64,
+    /// Snapshots applied.
+    pub snapshots_applied: u64,
+    /// Peers ticked (hibernating ones are not).
+    pub peer_ticks: u64,
+}
+
+/// What one peer looks like from outside, for tests and status pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The region.
+    pub region: Region,
+    /// This peer.
+    pub peer: PeerMeta,
+    /// Whether it leads.
+    pub is_leader: bool,
+    /// The leader it knows.
+    pub leader: Option<PeerMeta>,
+    /// Applied index.
+    pub applied_index: u64,
+    /// Raft term.
+    pub term: u64,
+    /// Not ticking.
+    pub hibernating: bool,
+    /// First index of its log.
+    pub first_index: u64,
+    /// Has data.
+    pub initialized: bool,
+}
+
+fn noop_cb() -> Callback {
+    Box::new(|_| {})
+}
+
+/// One core's share of a store.
+pub struct Shard<F: Fs> {
+    pub(crate) store_id: StoreId,
+    pub(crate) id: ShardId,
+    pub(crate) cfg: Rc<Config>,
+    pub(crate) fs: F,
+    pub(crate) wal: Wal<F>,
+    pub(crate) lsm: Lsm<F>,
+    pub(crate) cfs: HashMap<String, Cf>,
+    pub(crate) meta_cf: Cf,
+    pub(crate) peers: BTreeMap<RegionId, Peer>,
+    pub(crate) tombstones: HashMap<RegionId, PeerState>,
+    /// Peers to look at in the next round.
+    pub(crate) touched: BTreeSet<RegionId>,
+    pub(crate) router: StoreRouter,
+    /// Logical time in ticks.
+    pub(crate) clock: u64,
+    round: u64,
+    wal_extra: LogBatch,
+    wal_deferred: VecDeque<(u64, RegionId, WalOp)>,
+    pub(crate) out: BTreeMap<ShardAddr, Vec<StoreMsg>>,
+    pub(crate) forward: Vec<(ShardId, StoreMsg)>,
+    pub(crate) pd: Vec<PdTask>,
+    pub(crate) reads: Vec<ReadTask>,
+    split_waiters: HashMap<u64, SplitWaiter>,
+    next_token: u64,
+    pub(crate) snap: SnapState<F>,
+    /// Shard tick at which each store was last heard from.
+    pub(crate) last_heard: HashMap<StoreId, u64>,
+    /// Every shard of another store this shard talks to (probed).
+    pub(crate) known_addrs: BTreeSet<ShardAddr>,
+    /// Leaders due for a split check.
+    pub(crate) split_checks: BTreeSet<RegionId>,
+    pub(crate) stats: ShardStats,
+}
+
+impl<F: Fs> std::fmt::Debug for Shard<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("store", &self.store_id)
+            .field("shard", &self.id)
+            .field("peers", &self.peers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Fs> Shard<F> {
+    /// Opens (or creates) the shard in `dir`: its WAL in `dir/wal`, its LSM
+    /// in `dir/lsm`, snapshots in `dir/snap`. Finds its peers again and
+    /// registers them with `router`; raft replays committed entries above
+    /// each region's durable applied index.
+    ///
+    /// # Errors
+    /// Storage failures; [`Error::Corruption`] for a peer state that does not decode.
+    pub async fn open(
+        fs: F,
+        dir: PathBuf,
+        cfg: Rc<Config>,
+        store_id: StoreId,
+        id: ShardId,
+        router: StoreRouter,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        fs.create_dir_all(&dir).await?;
+        let wal_opts = WalOptions {
+            segment_size: cfg.wal_segment_bytes,
+            cache_capacity: cfg.wal_cache_bytes,
+            ..WalOptions::default()
+        };
+        let wal = Wal::open(fs.clone(), dir.join("wal"), wal_opts).await?;
+        let lsm_opts = LsmOptions {
+            memtable_size: cfg.lsm_memtable_bytes,
+            block_cache_size: cfg.lsm_block_cache_bytes,
+            ..LsmOptions::default()
+        };
+        let lsm = Lsm::open(fs.clone(), dir.join("lsm"), lsm_opts).await?;
+        let meta_cf = match lsm.cf(META_CF) {
+            Ok(cf) => cf,
+            Err(_) => lsm.create_cf(META_CF).await?,
+        };
+        let mut cfs = HashMap::new();
+        for name in &cfg.cfs {
+            let cf = match lsm.cf(name) {
+                Ok(cf) => cf,
+                Err(_) => lsm.create_cf(name).await?,
+            };
+            cfs.insert(name.clone(), cf);
+        }
+        let round =
+            lsm.recovered_marker().and_then(|m| <[u8; 8]>::try_from(m).ok()).map_or(0, u64::from_le_bytes);
+        let snap = SnapState::open(&fs, &dir).await?;
+        let mut shard = Self {
+            store_id,
+            id,
+            cfg,
+            fs,
+            wal,
+            lsm,
+            cfs,
+            meta_cf,
+            peers: BTreeMap::new(),
+            tombstones: HashMap::new(),
+            touched: BTreeSet::new(),
+            router,
+            clock: 0,
+            round,
+            wal_extra: LogBatch::new(),
+            wal_deferred: VecDeque::new(),
+            out: BTreeMap::new(),
+            forward: Vec::new(),
+            pd: Vec::new(),
+            reads: Vec::new(),
+            split_waiters: HashMap::new(),
+            next_token: 1,
+            snap,
+            last_heard: HashMap::new(),
+            known_addrs: BTreeSet::new(),
+            split_checks: BTreeSet::new(),
+            stats: ShardStats::default(),
+        };
+        shard.recover_peers().await?;
+        Ok(shard)
+    }
+
+    async fn recover_peers(&mut self) -> Result<()> {
+        let mut it = self.lsm.iter(self.meta_cf, IterOptions::default())?;
+        it.seek_to_first().await?;
+        let mut states = Vec::new();
+        while it.valid() {
+            if let Some(region) = parse_state_key(it.key()) {
+                let st = PeerState::decode(it.value())
+                    .map_err(|e| Error::Corruption(format!("state of {region} on {}: {e}", self.id)))?;
+                states.push(st);
+            }
+            it.next().await?;
+        }
+        for st in states {
+            if st.tombstone {
+                self.tombstones.insert(st.region.id, st);
+                continue;
+            }
+            let region = st.region.id;
+            let (hs, entries) = self.load_log(&st).await?;
+            let peer = Peer::new(&self.cfg, self.store_id, st, hs, entries, self.clock)?;
+            self.router.register(region, self.id);
+            self.peers.insert(region, peer);
+            self.touched.insert(region);
+        }
+        Ok(())
+    }
+
+    /// The hard state and the entries above the truncated index from the WAL.
+    async fn load_log(&self, st: &PeerState) -> Result<(HardState, VecDeque<Entry>)> {
+        let region = st.region.id;
+        let a = st.apply;
+        let mut hs = hard_state(a.truncated_term, 0, a.applied_index);
+        if let Some(w) = self.wal.hard_state(region) {
+            hs.term = hs.term.max(w.term);
+            hs.vote = w.vote;
+            hs.commit = hs.commit.max(w.commit);
+        }
+        let mut entries = VecDeque::new();
+        if let (Some(first), Some(last)) = (self.wal.first_index(region), self.wal.last_index(region)) {
+            let lo = first.max(a.truncated_index + 1);
+            if lo <= last {
+                if first > a.truncated_index + 1 {
+                    // The log lost entries the LSM has not applied: this
+                    // replica cannot recover alone.
+                    return Err(Error::Corruption(format!(
+                        "{region}: WAL starts at {first}, applied state needs {}",
+                        a.truncated_index + 1
+                    )));
+                }
+                for e in self.wal.entries(region, lo, last + 1, u64::MAX).await? {
+                    entries.push_back(to_raft_entry(e));
+                }
+            }
+        }
+        // The WAL's commit may point past entries it no longer holds after
+        // a crash lost a torn tail; raft must not see commit > last.
+        let last = a.truncated_index + entries.len() as u64;
+        hs.commit = hs.commit.min(last.max(a.applied_index));
+        Ok((hs, entries))
+    }
+
+    /// Creates the first replica of `region` on this shard with the region's
+    /// data empty (cluster bootstrap, or a test). The region lists its
+    /// replicas; every store in it must be bootstrapped the same way.
+    ///
+    /// # Errors
+    /// [`Error::BadRequest`] when the region has no replica here or already
+    /// exists; storage failures.
+    pub async fn bootstrap_region(&mut self, region: Region) -> Result<()> {
+        let Some(me) = region.peer_on(self.store_id) else {
+            return Err(Error::BadRequest(format!("{} has no replica on {}", region.id, self.store_id)));
+        };
+        if self.peers.contains_key(&region.id) || self.router.owner(region.id).is_some_and(|s| s != self.id) {
+            return Err(Error::BadRequest(format!("{} already exists", region.id)));
+        }
+        let st = PeerState {
+            peer_id: me.id,
+            conf_state: ConfState {
+                voters: region.peers.iter().map(|p| p.id.get()).collect(),
+                ..Default::default()
+            },
+            region,
+            tombstone: false,
+            apply: ApplyState {
+                applied_index: INIT_INDEX,
+                applied_term: INIT_TERM,
+                truncated_index: INIT_INDEX,
+                truncated_term: INIT_TERM,
+            },
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(self.meta_cf, &state_key(st.region.id), &st.encode());
+        self.lsm.write(batch).await?;
+        // Bootstrap is rare: make it durable now rather than replay it.
+        self.lsm.flush().await?;
+        self.add_peer(st, hard_state(INIT_TERM, 0, INIT_INDEX), VecDeque::new())
+    }
+
+    fn add_peer(&mut self, st: PeerState, hs: HardState, entries: VecDeque<Entry>) -> Result<()> {
+        let region = st.region.id;
+        let peer = Peer::new(&self.cfg, self.store_id, st, hs, entries, self.clock)?;
+        self.router.register(region, self.id);
+        self.tombstones.remove(&region);
+        self.peers.insert(region, peer);
+        self.touched.insert(region);
+        Ok(())
+    }
+
+    /// The LSM tree (read tasks run against it).
+    pub fn lsm(&self) -> &Lsm<F> {
+        &self.lsm
+    }
+
+    /// The WAL.
+    pub fn wal(&self) -> &Wal<F> {
+        &self.wal
+    }
+
+    /// This shard's id.
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// Logical time (ticks since open).
+    pub fn clock(&self) -> u64 {
+        self.clock
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ShardStats {
+        self.stats.clone()
+    }
+
+    /// Number of peers, and how many of them hibernate.
+    pub fn peer_counts(&self) -> (usize, usize) {
+        (self.peers.len(), self.peers.values().filter(|p| p.hibernating).count())
+    }
+
+    /// Status of every peer.
+    pub fn peer_status(&self) -> Vec<PeerStatus> {
+        self.peers
+            .values()
+            .map(|p| PeerStatus {
+                region: p.region().clone(),
+                peer: p.meta,
+                is_leader: p.is_leader(),
+                leader: p.leader(),
+                applied_index: p.applied_index(),
+                term: p.raft.raft.term,
+                hibernating: p.hibernating,
+                first_index: p.raft.store().first(),
+                initialized: p.is_initialized(),
+            })
+            .collect()
+    }
+
+    /// Regions removed from this shard (tombstones).
+    pub fn tombstones(&self) -> Vec<RegionId> {
+        let mut v: Vec<RegionId> = self.tombstones.keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// True when a round has work.
+    pub fn has_ready(&self) -> bool {
+        !self.touched.is_empty() || self.snap.has_work()
+    }
+
+    // ----- inputs -----
+
+    /// A client command. The callback is called exactly once, possibly
+    /// during this call (refusals), otherwise in a later round.
+    pub fn on_command(&mut self, req: Request, cb: Callback) {
+        let now = self.clock;
+        let region_id = req.region_id;
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            return cb(Err(match self.router.owner(region_id) {
+                Some(_) => Error::RegionNotFound(region_id),
+                None => Error::RegionNotFound(region_id),
+            }));
+        };
+        if peer.hibernating {
+            peer.hibernating = false;
+        }
+        peer.last_active = now;
+        self.touched.insert(region_id);
+        let h = match peer.admit(&req) {
+            Ok(h) => h,
+            Err(e) => return cb(Err(e)),
+        };
+        let cfg = self.cfg.clone();
+        let refused = match req.cmd {
+            Command::Write(ops) => peer.propose_write(h, ops, cb, now, &cfg),
+            Command::Cas { cf, key, expected, new } => {
+                if !self.cfs.contains_key(&cf) {
+                    return cb(Err(Error::BadRequest(format!("unknown column family {cf:?}"))));
+                }
+                peer.propose_cas(h, EntryCmd::Cas { cf, key, expected, new }, cb, now, &cfg)
+            }
+            cmd @ (Command::Get { .. } | Command::BatchGet { .. } | Command::Scan(_)) => {
+                let (Command::Get { cf, .. }
+                | Command::BatchGet { cf, .. }
+                | Command::Scan(crate::router::Scan { cf, .. })) = &cmd
+                else {
+                    unreachable!("matched above")
+                };
+                let Some(cf) = self.cfs.get(cf).copied() else {
+                    return cb(Err(Error::BadRequest(format!("unknown column family {cf:?}"))));
+                };
+                let keys: Vec<&[u8]> = match &cmd {
+                    Command::Get { key, .. } => vec![key],
+                    Command::BatchGet { keys, .. } => keys.iter().map(|k| k.as_ref()).collect(),
+                    _ => vec![],
+                };
+                for k in keys {
+                    if let Err(e) = crate::operation::apply::check_key(peer.region(), k) {
+                        return cb(Err(e));
+                    }
+                }
+                let read = PendingRead { cmd, cf, cb };
+                if peer.lease_valid(now) {
+                    self.stats.lease_reads += 1;
+                    let region = peer.region();
+                    self.reads.push(ReadTask {
+                        snapshot: self.lsm.snapshot(),
+                        start: region.start_key.clone(),
+                        end: region.end_key.clone(),
+                        read,
+                    });
+                } else {
+                    peer.queue_read(read);
+                }
+                Ok(())
+            }
+            Command::TransferLeader { to } => {
+                let r = peer.transfer_leader(to);
+                cb(r.map(|_| Response::Done));
+                Ok(())
+            }
+            Command::ChangePeers(changes) => peer.propose_conf_change(h, changes, cb, now),
+            Command::Split { keys } => {
+                if let Err(e) = crate::operation::apply::check_split_keys(peer.region(), &keys) {
+                    return cb(Err(e));
+                }
+                self.ask_split(region_id, keys, cb);
+                Ok(())
+            }
+        };
+        match refused {
+            Ok(()) => self.stats.proposals += 1,
+            Err((cb, e)) => cb(Err(e)),
+        }
+    }
+
+    fn ask_split(&mut self, region_id: RegionId, keys: Vec<Bytes>, cb: Callback) {
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            return cb(Err(Error::RegionNotFound(region_id)));
+        };
+        peer.split_asked = true;
+        let token = self.next_token;
+        self.next_token += 1;
+        self.pd.push(PdTask::AskSplit { region: peer.region().clone(), count: keys.len(), token });
+        self.split_waiters.insert(token, SplitWaiter { region: region_id, keys, cb });
+    }
+
+    /// The meta service's answer to a split's id request.
+    pub fn on_split_ids(&mut self, token: u64, ids: Result<Vec<SplitIds>>) {
+        let Some(w) = self.split_waiters.remove(&token) else { return };
+        let Some(peer) = self.peers.get_mut(&w.region) else {
+            return (w.cb)(Err(Error::RegionNotFound(w.region)));
+        };
+        peer.split_asked = false;
+        let ids = match ids {
+            Ok(ids) => ids,
+            Err(e) => return (w.cb)(Err(e)),
+        };
+        if !peer.is_leader() {
+            return (w.cb)(Err(Error::NotLeader { region: w.region, leader: peer.leader() }));
+        }
+        let h = CmdHeader { region_id: w.region, epoch: peer.region().epoch };
+        let now = self.clock;
+        let cfg = self.cfg.clone();
+        match peer.propose_split(h, w.keys, ids, w.cb, now, &cfg) {
+            Ok(()) => {
+                peer.split_asked = true;
+                self.touched.insert(w.region);
+            }
+            Err((cb, e)) => cb(Err(e)),
+        }
+    }
+
+    /// An operator from the meta service for `region`'s leader.
+    pub fn on_operator(&mut self, region: RegionId, op: Operator) {
+        let Some(peer) = self.peers.get(&region) else { return };
+        if !peer.is_leader() {
+            return;
+        }
+        let epoch = peer.region().epoch;
+        let cmd = match op {
+            Operator::AddPeer { peer, as_learner: true } => {
+                Command::ChangePeers(vec![crate::router::PeerChange::AddLearner(peer)])
+            }
+            Operator::AddPeer { peer, as_learner: false } => {
+                Command::ChangePeers(vec![crate::router::PeerChange::AddVoter(peer)])
+            }
+            Operator::RemovePeer(p) => Command::ChangePeers(vec![crate::router::PeerChange::Remove(p)]),
+            Operator::TransferLeader(to) => Command::TransferLeader { to },
+            Operator::Split(keys) if keys.is_empty() => {
+                self.split_checks.insert(region);
+                return;
+            }
+            Operator::Split(keys) => Command::Split { keys: keys.into_iter().map(Bytes::from).collect() },
+        };
+        self.on_command(Request { region_id: region, epoch, cmd }, noop_cb());
+    }
+
+    /// A message from another store (or forwarded by another shard).
+    pub fn on_store_msg(&mut self, msg: StoreMsg) {
+        let now = self.clock;
+        match msg {
+            StoreMsg::Probe { from } => {
+                self.last_heard.insert(from, now);
+            }
+            StoreMsg::Peer(env) => {
+                self.last_heard.insert(env.from.store_id, now);
+                if env.to.store_id != self.store_id {
+                    return;
+                }
+                if !self.route_here(&env) {
+                    return;
+                }
+                self.step_envelope(env);
+            }
+            StoreMsg::Snapshot(chunk) => {
+                self.last_heard.insert(chunk.from.store_id, now);
+                if chunk.to.store_id != self.store_id {
+                    return;
+                }
+                let probe = RaftEnvelope {
+                    region_id: chunk.region_id,
+                    from: chunk.from,
+                    from_shard: chunk.from_shard,
+                    to: chunk.to,
+                    epoch: chunk.epoch,
+                    msg: PeerMsg::Raft(Box::default()),
+                };
+                if self.peers.contains_key(&chunk.region_id) || self.route_new(&probe, true) {
+                    self.snap.incoming.push_back(chunk);
+                } else if let Some(s) = self.router.owner(chunk.region_id).filter(|s| *s != self.id) {
+                    self.forward.push((s, StoreMsg::Snapshot(chunk)));
+                }
+            }
+        }
+    }
+
+    /// True when `env` is for a peer of this shard (created if need be);
+    /// otherwise forwards or drops it.
+    fn route_here(&mut self, env: &RaftEnvelope) -> bool {
+        if self.peers.contains_key(&env.region_id) {
+            return true;
+        }
+        let creates = matches!(&env.msg, PeerMsg::Raft(m) if matches!(
+            m.get_msg_type(),
+            MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+        ));
+        if self.route_new(env, creates) {
+            return true;
+        }
+        if let Some(s) = self.router.owner(env.region_id).filter(|s| *s != self.id) {
+            self.forward.push((s, StoreMsg::Peer(env.clone())));
+        }
+        false
+    }
+
+    /// For a region unknown here: creates an uninitialized peer when `env`
+    /// may create one and the store places the region on this shard.
+    fn route_new(&mut self, env: &RaftEnvelope, creates: bool) -> bool {
+        if let Some(owner) = self.router.owner(env.region_id) {
+            return owner == self.id && self.peers.contains_key(&env.region_id);
+        }
+        if !creates {
+            return false;
+        }
+        if let Some(t) = self.tombstones.get(&env.region_id) {
+            if env.to.id <= t.peer_id || env.epoch.conf_ver < t.region.epoch.conf_ver {
+                return false;
+            }
+        }
+        if self.router.owner_or_place(env.region_id) != self.id {
+            return false;
+        }
+        let st = PeerState {
+            peer_id: env.to.id,
+            region: Region { id: env.region_id, ..Default::default() },
+            ..Default::default()
+        };
+        // A vote cast by an earlier incarnation of this peer is in the WAL.
+        let hs = self
+            .wal
+            .hard_state(env.region_id)
+            .map_or_else(HardState::default, |w| hard_state(w.term, w.vote, 0));
+        match self.add_peer(st, hs, VecDeque::new()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(region = %env.region_id, error = %e, "cannot create peer");
+                self.router.unregister(env.region_id);
+                false
+            }
+        }
+    }
+
+    fn step_envelope(&mut self, env: RaftEnvelope) {
+        let now = self.clock;
+        let region_id = env.region_id;
+        let Some(peer) = self.peers.get_mut(&region_id) else { return };
+        if env.to.id != peer.meta.id {
+            return;
+        }
+        let from_addr = ShardAddr { store: env.from.store_id, shard: env.from_shard };
+        peer.peer_addrs.insert(env.from.id, from_addr);
+        self.known_addrs.insert(from_addr);
+        match env.msg {
+            PeerMsg::Raft(m) => {
+                let quiet =
+                    matches!(m.get_msg_type(), MessageType::MsgHeartbeat | MessageType::MsgHeartbeatResponse);
+                if !quiet || peer.hibernating {
+                    peer.last_active = now;
+                }
+                peer.hibernating = false;
+                let from_member = peer.region().peer(env.from.id).is_some();
+                if peer.is_leader()
+                    && !from_member
+                    && peer.is_initialized()
+                    && env.epoch.conf_ver < peer.region().epoch.conf_ver
+                {
+                    // A removed peer that missed its removal: tell it.
+                    let epoch = peer.region().epoch;
+                    let reply = RaftEnvelope {
+                        region_id,
+                        from: peer.meta,
+                        from_shard: self.id,
+                        to: env.from,
+                        epoch,
+                        msg: PeerMsg::Tombstone,
+                    };
+                    self.out.entry(from_addr).or_default().push(StoreMsg::Peer(reply));
+                    return;
+                }
+                let _ = peer.raft.step(*m);
+            }
+            PeerMsg::Hibernate { term, last_index } => {
+                peer.maybe_hibernate_follower(env.from.id, term, last_index);
+            }
+            PeerMsg::Tombstone => {
+                if env.epoch.conf_ver > peer.region().epoch.conf_ver
+                    && peer.region().peer(env.from.id).is_some()
+                    || !peer.is_initialized()
+                {
+                    peer.pending_destroy = true;
+                }
+            }
+        }
+        self.touched.insert(region_id);
+    }
+
+    /// Advances logical time by one tick: ticks every awake peer, and runs
+    /// the periodic work that is due.
+    pub fn tick(&mut self) {
+        self.clock += 1;
+        let now = self.clock;
+        let cfg = self.cfg.clone();
+        let mut hibernated = Vec::new();
+        for (id, peer) in self.peers.iter_mut() {
+            if peer.hibernating {
+                continue;
+            }
+            self.stats.peer_ticks += 1;
+            peer.raft.tick();
+            self.touched.insert(*id);
+            if peer.is_leader() {
+                if now >= peer.last_gc + cfg.raft_log_gc_ticks {
+                    peer.last_gc = now;
+                    peer.maybe_compact_log(&cfg);
+                }
+                if now >= peer.last_split_check + cfg.split_check_ticks {
+                    peer.last_split_check = now;
+                    if !peer.split_asked
+                        && (peer.approx_size > cfg.region_split_size
+                            || peer.approx_keys > cfg.region_split_keys)
+                    {
+                        self.split_checks.insert(*id);
+                    }
+                }
+                if now >= peer.last_heartbeat + cfg.pd_heartbeat_ticks {
+                    peer.last_heartbeat = now;
+                    self.pd.push(PdTask::RegionHeartbeat(peer.heartbeat(now, &cfg)));
+                }
+                if let Some(msgs) = peer.maybe_hibernate_leader(now, &cfg) {
+                    hibernated.push((*id, msgs));
+                }
+            }
+        }
+        for (id, msgs) in hibernated {
+            let env = self.envelopes(id, msgs);
+            self.queue_out(env);
+        }
+        if now % cfg.store_probe_ticks == 0 {
+            self.probe_and_wake(now);
+        }
+        if now % cfg.pd_store_heartbeat_ticks == 0 {
+            let leaders = self.peers.values().filter(|p| p.is_leader()).count() as u64;
+            self.pd.push(PdTask::StoreHeartbeat(StoreHeartbeat {
+                store_id: self.store_id,
+                region_count: self.peers.len() as u64,
+                leader_count: leaders,
+                commands: self.stats.proposals,
+                ..Default::default()
+            }));
+        }
+    }
+
+    fn probe_and_wake(&mut self, now: u64) {
+        for addr in &self.known_addrs {
+            self.out.entry(*addr).or_default().push(StoreMsg::Probe { from: self.store_id });
+        }
+        let silent_after = 2 * self.cfg.election_ticks as u64;
+        let last_heard = &self.last_heard;
+        for (id, peer) in self.peers.iter_mut() {
+            if !peer.hibernating {
+                continue;
+            }
+            let leader_store = peer.leader().map(|l| l.store_id);
+            let silent = match leader_store {
+                Some(s) if s == self.store_id => false,
+                Some(s) => last_heard.get(&s).is_none_or(|t| now.saturating_sub(*t) > silent_after),
+                None => true,
+            };
+            if silent {
+                peer.hibernating = false;
+                peer.last_active = now;
+                self.touched.insert(*id);
+            }
+        }
+    }
+
+    /// Wraps raft messages of region `id` in envelopes for their stores.
+    fn envelopes(&mut self, id: RegionId, msgs: Vec<PeerMsgTo>) -> Vec<(ShardAddr, StoreMsg)> {
+        let Some(peer) = self.peers.get(&id) else { return Vec::new() };
+        let mut out = Vec::with_capacity(msgs.len());
+        for (to, msg) in msgs {
+            let Some(addr) = peer.addr_of(to) else { continue };
+            let to = PeerMeta { id: to, store_id: addr.store };
+            out.push((
+                addr,
+                StoreMsg::Peer(RaftEnvelope {
+                    region_id: id,
+                    from: peer.meta,
+                    from_shard: self.id,
+                    to,
+                    epoch: peer.region().epoch,
+                    msg,
+                }),
+            ));
+        }
+        out
+    }
+
+    fn queue_out(&mut self, msgs: Vec<(ShardAddr, StoreMsg)>) {
+        for (addr, m) in msgs {
+            self.stats.messages_sent += 1;
+            if addr.store != self.store_id {
+                self.known_addrs.insert(addr);
+            }
+            self.out.entry(addr).or_default().push(m);
+        }
+    }
+
+    fn send_raft(&mut self, id: RegionId, msgs: Vec<raft::eraftpb::Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let mut plain = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.queue_snapshot(id, m);
+            } else {
+                plain.push((ekv_proto::PeerId(m.to), PeerMsg::Raft(Box::new(m))));
+            }
+        }
+        let env = self.envelopes(id, plain);
+        self.queue_out(env);
+    }
+
+    // ----- the round -----
+
+    /// Runs one round over every peer touched since the last one.
+    ///
+    /// # Errors
+    /// Storage failures; the shard must stop (fail-stop).
+    pub async fn handle_ready(&mut self) -> Result<()> {
+        self.round += 1;
+        self.stats.rounds += 1;
+        self.receive_snapshot_chunks().await?;
+        let touched = std::mem::take(&mut self.touched);
+        let mut wal_batch = std::mem::take(&mut self.wal_extra);
+        let mut readies = Vec::new();
+        let mut to_apply: BTreeMap<RegionId, Vec<Entry>> = BTreeMap::new();
+        for id in &touched {
+            let Some(peer) = self.peers.get_mut(id) else { continue };
+            peer.flush_reads(self.clock);
+            if !peer.raft.has_ready() {
+                continue;
+            }
+            let mut rd = peer.raft.ready();
+            if let Some(ss) = rd.ss() {
+                if ss.raft_state != StateRole::Leader {
+                    peer.on_lost_leadership();
+                } else {
+                    peer.lease_until = 0;
+                }
+            }
+            let msgs = rd.take_messages();
+            self.send_raft(*id, msgs);
+            if !rd.snapshot().is_empty() {
+                let snap = rd.snapshot().clone();
+                self.apply_snapshot(*id, &snap, &mut wal_batch).await?;
+            }
+            let peer = self.peers.get_mut(id).expect("present");
+            let committed = rd.take_committed_entries();
+            if !committed.is_empty() {
+                to_apply.entry(*id).or_default().extend(committed);
+            }
+            if !rd.entries().is_empty() {
+                let ents = rd.take_entries();
+                wal_batch.add_entries(*id, ents.iter().map(to_wal_entry).collect());
+                peer.raft.mut_store().append(&ents);
+            }
+            if let Some(hs) = rd.hs() {
+                wal_batch.put_hard_state(
+                    *id,
+                    ekv_wal::HardState { term: hs.term, vote: hs.vote, commit: hs.commit },
+                );
+                peer.raft.mut_store().hard_state = hs.clone();
+            }
+            if !rd.read_states().is_empty() {
+                let states = rd.take_read_states();
+                peer.on_read_states(states, self.cfg.lease_ticks);
+            }
+            readies.push((*id, rd));
+        }
+        if !wal_batch.is_empty() {
+            self.wal.write(&mut wal_batch).await?;
+            self.stats.wal_writes += 1;
+        }
+        for (id, mut rd) in readies {
+            let persisted = rd.take_persisted_messages();
+            self.send_raft(id, persisted);
+            let peer = self.peers.get_mut(&id).expect("present");
+            let mut light = peer.raft.advance(rd);
+            if let Some(c) = light.commit_index() {
+                peer.raft.mut_store().hard_state.commit = c;
+            }
+            let committed = light.take_committed_entries();
+            let msgs = light.take_messages();
+            if !committed.is_empty() {
+                to_apply.entry(id).or_default().extend(committed);
+            }
+            self.send_raft(id, msgs);
+        }
+        self.apply(to_apply).await?;
+        for id in &touched {
+            let Some(peer) = self.peers.get_mut(id) else { continue };
+            let servable = peer.take_servable();
+            if !servable.is_empty() {
+                self.stats.read_index_reads += servable.len() as u64;
+                let (start, end) = (peer.region().start_key.clone(), peer.region().end_key.clone());
+                for read in servable {
+                    self.reads.push(ReadTask {
+                        snapshot: self.lsm.snapshot(),
+                        read,
+                        start: start.clone(),
+                        end: end.clone(),
+                    });
+                }
+            }
+            if peer.pending_destroy {
+                self.destroy_peer(*id).await?;
+                continue;
+            }
+            if peer.raft.has_ready() {
+                self.touched.insert(*id);
+            }
+        }
+        self.release_wal_work();
+        self.run_split_checks().await?;
+        self.generate_snapshots(&touched).await?;
+        self.pump_snapshots().await?;
+        Ok(())
+    }
+
+    async fn apply(&mut self, to_apply: BTreeMap<RegionId, Vec<Entry>>) -> Result<()> {
+        if to_apply.is_empty() {
+            return Ok(());
+        }
+        let mut ctx = ApplyCtx {
+            lsm: self.lsm.clone(),
+            batch: WriteBatch::new(),
+            cfs: self.cfs.clone(),
+            meta_cf: self.meta_cf,
+            lease_ticks: self.cfg.lease_ticks,
+            answers: Vec::new(),
+            effects: Vec::new(),
+            applied: 0,
+        };
+        let mut applied_peers = Vec::with_capacity(to_apply.len());
+        for (id, entries) in to_apply {
+            let Some(mut peer) = self.peers.remove(&id) else { continue };
+            let r = peer.apply_entries(entries, &mut ctx, &self.peers).await;
+            self.peers.insert(id, peer);
+            r?;
+            applied_peers.push(id);
+        }
+        ctx.batch.set_marker(self.round.to_le_bytes().to_vec());
+        self.lsm.write(std::mem::take(&mut ctx.batch)).await?;
+        self.stats.apply_batches += 1;
+        self.stats.applied_entries += ctx.applied;
+        for id in applied_peers {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                let applied = peer.applied_index();
+                peer.raft.advance_apply_to(applied);
+                if peer.raft.has_ready() {
+                    self.touched.insert(id);
+                }
+            }
+        }
+        for (cb, r) in ctx.answers {
+            cb(r);
+        }
+        for effect in ctx.effects {
+            match effect {
+                Effect::Split { parent, created } => self.on_split_applied(parent, created)?,
+                Effect::CompactWal { region, to } => {
+                    self.wal_deferred.push_back((self.round, region, WalOp::Compact(to)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_split_applied(&mut self, parent: RegionId, created: Vec<PeerState>) -> Result<()> {
+        let mut regions = Vec::new();
+        let mut is_leader = false;
+        if let Some(p) = self.peers.get(&parent) {
+            regions.push(p.region().clone());
+            is_leader = p.is_leader();
+        }
+        for st in created {
+            let id = st.region.id;
+            regions.push(st.region.clone());
+            if let Some(old) = self.peers.remove(&id) {
+                // An uninitialized peer made by the new region's messages
+                // gives way to the split's, keeping its vote.
+                let hs = old.raft.store().hard_state.clone();
+                let mut old = old;
+                old.fail_all(|| Error::RegionNotFound(id));
+                let hs = hard_state(hs.term.max(INIT_TERM), hs.vote, INIT_INDEX);
+                self.add_peer(st, hs, VecDeque::new())?;
+            } else {
+                self.add_peer(st, hard_state(INIT_TERM, 0, INIT_INDEX), VecDeque::new())?;
+            }
+            if is_leader {
+                // The parent's leader campaigns at once so that the new
+                // region is served without waiting for an election timeout.
+                if let Some(p) = self.peers.get_mut(&id) {
+                    let _ = p.raft.campaign();
+                }
+            }
+        }
+        if is_leader {
+            self.pd.push(PdTask::ReportSplit(regions));
+        }
+        Ok(())
+    }
+
+    /// Moves WAL compactions and removals whose LSM state is durable into
+    /// the next WAL write; flushes the LSM when the WAL grows long waiting.
+    fn release_wal_work(&mut self) {
+        if self.wal_deferred.is_empty() {
+            return;
+        }
+        let durable = self
+            .lsm
+            .durable_marker()
+            .and_then(|m| <[u8; 8]>::try_from(m.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes);
+        while let Some((round, region, op)) = self.wal_deferred.front().copied() {
+            if round > durable {
+                break;
+            }
+            self.wal_deferred.pop_front();
+            match op {
+                WalOp::Compact(to) => {
+                    if self.peers.contains_key(&region) {
+                        self.wal_extra.compact(region, to);
+                    }
+                }
+                WalOp::Remove => {
+                    if !self.peers.contains_key(&region) {
+                        self.wal_extra.remove(region);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs WAL segment recycling and, when compactions wait on an LSM
+    /// flush for too long, the flush. Call between rounds, off the hot path.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn maintain(&mut self) -> Result<()> {
+        if self.wal.needs_maintenance() {
+            self.wal.maintain().await?;
+        }
+        if let Some((round, _, _)) = self.wal_deferred.front() {
+            let segments = self.wal.stats().segments;
+            if segments > 4 && *round + 1000 < self.round {
+                self.lsm.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes the LSM so that every applied state is durable and the WAL
+    /// can drop what it no longer needs.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.lsm.flush().await?;
+        self.release_wal_work();
+        Ok(())
+    }
+
+    async fn destroy_peer(&mut self, id: RegionId) -> Result<()> {
+        let Some(mut peer) = self.peers.remove(&id) else { return Ok(()) };
+        peer.fail_all(|| Error::RegionRemoved(id));
+        let mut st = peer.state().clone();
+        let mut batch = WriteBatch::new();
+        if peer.is_initialized() {
+            for (start, end) in self.unowned_parts(&st.region) {
+                for cf in self.cfs.values() {
+                    if end.is_empty() {
+                        batch.delete_from(*cf, &start);
+                    } else {
+                        batch.delete_range(*cf, &start, &end);
+                    }
+                }
+            }
+        }
+        st.tombstone = true;
+        batch.put(self.meta_cf, &state_key(id), &st.encode());
+        batch.set_marker(self.round.to_le_bytes().to_vec());
+        self.lsm.write(batch).await?;
+        self.wal_deferred.push_back((self.round, id, WalOp::Remove));
+        self.router.unregister(id);
+        self.snap.forget(&self.fs, id).await;
+        self.tombstones.insert(id, st);
+        Ok(())
+    }
+
+    /// Parts of `region`'s range that no other peer of this shard covers
+    /// (a stale peer must not delete a newer region's data).
+    fn unowned_parts(&self, region: &Region) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut others: Vec<(&[u8], &[u8])> = self
+            .peers
+            .values()
+            .filter(|p| p.is_initialized() && p.region_id() != region.id)
+            .map(|p| (p.region().start_key.as_slice(), p.region().end_key.as_slice()))
+            .collect();
+        others.sort();
+        let mut parts = Vec::new();
+        let mut cur = region.start_key.clone();
+        let end = region.end_key.as_slice();
+        let before_end = |k: &[u8]| end.is_empty() || k < end;
+        for (s, e) in others {
+            if !before_end(s) {
+                break;
+            }
+            if (!e.is_empty() && e <= cur.as_slice())
+                || s < cur.as_slice() && !e.is_empty() && e <= cur.as_slice()
+            {
+                continue;
+            }
+            if s > cur.as_slice() {
+                parts.push((cur.clone(), s.to_vec()));
+            }
+            if e.is_empty() {
+                return parts;
+            }
+            if e > cur.as_slice() {
+                cur = e.to_vec();
+            }
+        }
+        if before_end(&cur) || end.is_empty() {
+            parts.push((cur, end.to_vec()));
+        }
+        parts
+    }
+
+    async fn run_split_checks(&mut self) -> Result<()> {
+        if self.split_checks.is_empty() {
+            return Ok(());
+        }
+        let due = std::mem::take(&mut self.split_checks);
+        for id in due {
+            let Some(peer) = self.peers.get(&id) else { continue };
+            if !peer.is_leader() || peer.split_asked {
+                continue;
+            }
+            let region = peer.region().clone();
+            let (size, keys, middle) = self.measure(&region).await?;
+            let Some(peer) = self.peers.get_mut(&id) else { continue };
+            peer.approx_size = size;
+            peer.approx_keys = keys;
+            let over = size > self.cfg.region_split_size || keys > self.cfg.region_split_keys;
+            if let Some(k) = middle.filter(|_| over) {
+                self.ask_split(id, vec![k], noop_cb());
+            }
+        }
+        Ok(())
+    }
+
+    /// Size and key count of `region`'s data, and a key near the middle by size.
+    async fn measure(&self, region: &Region) -> Result<(u64, u64, Option<Bytes>)> {
+        let upper = (!region.end_key.is_empty()).then_some(region.end_key.as_slice());
+        let mut total = 0u64;
+        let mut keys = 0u64;
+        let mut samples: Vec<(u64, Bytes)> = Vec::new();
+        let mut names: Vec<&String> = self.cfs.keys().collect();
+        names.sort();
+        for name in names {
+            let cf = self.cfs[name];
+            let mut it =
+                self.lsm.iter(cf, IterOptions { lower: Some(&region.start_key), upper, snapshot: None })?;
+            it.seek_to_first().await?;
+            let mut next_sample = 0u64;
+            while it.valid() {
+                total += (it.key().len() + it.value().len()) as u64;
+                keys += 1;
+                if total >= next_sample {
+                    samples.push((total, Bytes::copy_from_slice(it.key())));
+                    next_sample = total + (self.cfg.region_split_size / 64).max(1);
+                }
+                it.next().await?;
+            }
+        }
+        samples.sort_by(|a, b| a.1.cmp(&b.1));
+        let half = total / 2;
+        let mut acc = 0u64;
+        let mut middle = None;
+        let mut prev = 0u64;
+        for (cum, k) in &samples {
+            acc += cum.saturating_sub(prev).min(*cum);
+            prev = *cum;
+            if acc >= half && k.as_ref() != region.start_key.as_slice() {
+                middle = Some(k.clone());
+                break;
+            }
+        }
+        Ok((total, keys, middle))
+    }
+
+    // ----- outputs -----
+
+    /// Hands this round's messages to `transport` (one call per
+    /// destination) and its requests to `pd`.
+    pub fn flush_io(&mut self, transport: &mut dyn Transport, pd: &mut dyn PdClient) {
+        for (addr, msgs) in std::mem::take(&mut self.out) {
+            transport.send(addr, msgs);
+        }
+        for task in self.pd.drain(..) {
+            match task {
+                PdTask::AskSplit { region, count, token } => pd.ask_batch_split(&region, count, token),
+                PdTask::ReportSplit(regions) => pd.report_batch_split(&regions),
+                PdTask::RegionHeartbeat(hb) => pd.region_heartbeat(hb),
+                PdTask::StoreHeartbeat(hb) => pd.store_heartbeat(hb),
+            }
+        }
+    }
+
+    /// Reads ready to run (see [`ReadTask::run`]).
+    pub fn take_reads(&mut self) -> Vec<ReadTask> {
+        std::mem::take(&mut self.reads)
+    }
+
+    /// Messages for other shards of this store.
+    pub fn take_forwards(&mut self) -> Vec<(ShardId, StoreMsg)> {
+        std::mem::take(&mut self.forward)
+    }
+
+    /// Stops the shard: fails waiting commands (their outcome is unknown),
+    /// flushes the LSM, closes WAL and LSM.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn close(mut self) -> Result<()> {
+        for (id, peer) in self.peers.iter_mut() {
+            let id = *id;
+            peer.fail_all(|| Error::Unknown { region: id, why: "shard stopped" });
+        }
+        for (_, w) in self.split_waiters.drain() {
+            (w.cb)(Err(Error::Stopped));
+        }
+        self.lsm.flush().await?;
+        self.release_wal_work();
+        if !self.wal_extra.is_empty() {
+            self.wal.write(&mut self.wal_extra).await?;
+        }
+        self.wal.close().await?;
+        self.lsm.close().await?;
+        Ok(())
+    }
+}
+
+/// A message for one peer of a region.
+pub(crate) type PeerMsgTo = (ekv_proto::PeerId, PeerMsg);
+
+fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
+    let mut hs = HardState::default();
+    hs.term = term;
+    hs.vote = vote;
+    hs.commit = commit;
+    hs
+}
+
+fn to_wal_entry(e: &Entry) -> ekv_wal::Entry {
+    ekv_wal::Entry {
+        index: e.index,
+        term: e.term,
+        entry_type: match e.get_entry_type() {
+            EntryType::EntryNormal => ekv_wal::EntryType::Normal,
+            EntryType::EntryConfChange => ekv_wal::EntryType::ConfChange,
+            EntryType::EntryConfChangeV2 => ekv_wal::EntryType::ConfChangeV2,
+        },
+        data: e.data.clone(),
+        context: e.context.clone(),
+    }
+}
+
+fn to_raft_entry(e: ekv_wal::Entry) -> Entry {
+    let mut out = Entry::default();
+    out.index = e.index;
+    out.term = e.term;
+    out.set_entry_type(match e.entry_type {
+        ekv_wal::EntryType::Normal => EntryType::EntryNormal,
+        ekv_wal::EntryType::ConfChange => EntryType::EntryConfChange,
+        ekv_wal::EntryType::ConfChangeV2 => EntryType::EntryConfChangeV2,
+    });
+    out.data = e.data;
+    out.context = e.context;
+    out
+}
