@@ -314,33 +314,48 @@ impl<F: Fs> Shard<F> {
     /// [`Error::BadRequest`] when the region has no replica here or already
     /// exists; storage failures.
     pub async fn bootstrap_region(&mut self, region: Region) -> Result<()> {
-        let Some(me) = region.peer_on(self.store_id) else {
-            return Err(Error::BadRequest(format!("{} has no replica on {}", region.id, self.store_id)));
-        };
-        if self.peers.contains_key(&region.id) || self.router.owner(region.id).is_some_and(|s| s != self.id) {
-            return Err(Error::BadRequest(format!("{} already exists", region.id)));
-        }
-        let st = PeerState {
-            peer_id: me.id,
-            conf_state: ConfState {
-                voters: region.peers.iter().map(|p| p.id.get()).collect(),
-                ..Default::default()
-            },
-            region,
-            tombstone: false,
-            apply: ApplyState {
-                applied_index: INIT_INDEX,
-                applied_term: INIT_TERM,
-                truncated_index: INIT_INDEX,
-                truncated_term: INIT_TERM,
-            },
-        };
+        self.bootstrap_regions(vec![region]).await
+    }
+
+    /// [`Shard::bootstrap_region`] for many regions with one durable write.
+    ///
+    /// # Errors
+    /// As [`Shard::bootstrap_region`]; nothing is created when any region is refused.
+    pub async fn bootstrap_regions(&mut self, regions: Vec<Region>) -> Result<()> {
+        let mut states = Vec::with_capacity(regions.len());
         let mut batch = WriteBatch::new();
-        batch.put(self.meta_cf, &state_key(st.region.id), &st.encode());
+        for region in regions {
+            let Some(me) = region.peer_on(self.store_id) else {
+                return Err(Error::BadRequest(format!("{} has no replica on {}", region.id, self.store_id)));
+            };
+            if self.peers.contains_key(&region.id) || self.router.owner(region.id).is_some() {
+                return Err(Error::BadRequest(format!("{} already exists", region.id)));
+            }
+            let st = PeerState {
+                peer_id: me.id,
+                conf_state: ConfState {
+                    voters: region.peers.iter().map(|p| p.id.get()).collect(),
+                    ..Default::default()
+                },
+                region,
+                tombstone: false,
+                apply: ApplyState {
+                    applied_index: INIT_INDEX,
+                    applied_term: INIT_TERM,
+                    truncated_index: INIT_INDEX,
+                    truncated_term: INIT_TERM,
+                },
+            };
+            batch.put(self.meta_cf, &state_key(st.region.id), &st.encode());
+            states.push(st);
+        }
         self.lsm.write(batch).await?;
         // Bootstrap is rare: make it durable now rather than replay it.
         self.lsm.flush().await?;
-        self.add_peer(st, hard_state(INIT_TERM, 0, INIT_INDEX), VecDeque::new())
+        for st in states {
+            self.add_peer(st, hard_state(INIT_TERM, 0, INIT_INDEX), VecDeque::new())?;
+        }
+        Ok(())
     }
 
     fn add_peer(&mut self, st: PeerState, hs: HardState, entries: VecDeque<Entry>) -> Result<()> {
