@@ -38,6 +38,7 @@ mod transport;
 
 pub use config::{Config, META_CF};
 pub use error::{Error, Result};
+pub use fsm::{LocalNetwork, LocalPd, Store, StoreHandle, StoreSpec};
 pub use operation::read::ReadTask;
 pub use operation::snapshot::SnapDesc;
 pub use router::{

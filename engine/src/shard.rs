@@ -918,7 +918,7 @@ impl<F: Fs> Shard<F> {
             let persisted = rd.take_persisted_messages();
             self.send_raft(id, persisted);
             let peer = self.peers.get_mut(&id).expect("present");
-            let mut light = peer.raft.advance(rd);
+            let mut light = peer.raft.advance_append(rd);
             if let Some(c) = light.commit_index() {
                 peer.raft.mut_store().hard_state.commit = c;
             }

@@ -110,7 +110,7 @@ impl KeyRange {
 
 /// Where [`Lsm::build_replacement`] takes its records from.
 enum TableSource<'a, F: File> {
-    Tree(Iter<F>),
+    Tree(Box<Iter<F>>),
     Pairs(std::slice::Iter<'a, (Vec<u8>, Vec<u8>)>),
 }
 
@@ -671,7 +671,7 @@ impl<F: FileSystem + 'static> Lsm<F> {
             r.cf,
             IterOptions { lower: Some(&r.start), upper: r.end.as_deref(), snapshot: Some(snap) },
         )?;
-        self.build_replacement(r, path, bounds, TableSource::Tree(it)).await
+        self.build_replacement(r, path, bounds, TableSource::Tree(Box::new(it))).await
     }
 
     /// Writes a table holding exactly `pairs` (sorted, unique, inside

@@ -94,7 +94,6 @@ impl Peer {
             && r.lead_transferee.is_none()
             && self.state().conf_state.voters_outgoing.is_empty()
             && r.prs().iter().all(|(_, p)| p.matched == last)
-            && !self.raft.has_ready()
     }
 
     /// On the leader: stops ticking when idle and settled, returning the
@@ -131,7 +130,6 @@ impl Peer {
             && self.applied_index() == last_index
             && self.proposals.is_empty()
             && self.reads.is_empty()
-            && !self.raft.has_ready()
         {
             self.hibernating = true;
         }

@@ -5,6 +5,10 @@
 //! replays exactly.
 #![allow(dead_code)]
 
+#[path = "../support/linearizability.rs"]
+pub mod linearizability;
+pub mod workload;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
