@@ -240,3 +240,38 @@ fn crash_of_one_store_and_of_all_stores_loses_nothing_acknowledged() {
     w.finish(&mut c);
     w.must_be_linearizable(18, "crash");
 }
+
+/// A leader frozen past its lease must not serve a read from its stale
+/// state when it thaws, even before it hears of the new leader.
+#[test]
+fn a_paused_leader_serves_no_stale_read_after_it_thaws() {
+    let (mut c, mut w) = started(19);
+    load(&mut c, &mut w, 30);
+    w.finish(&mut c);
+    c.must_put(b"a", b"old");
+    let (old, st) = c.leader(RegionId(1)).unwrap();
+    // Renew the lease right before the pause.
+    assert_eq!(c.must_get(b"a").as_deref(), Some(&b"old"[..]));
+    c.pause(old.get());
+    for _ in 0..60 {
+        c.tick();
+    }
+    let (new, _) = c.leader(RegionId(1)).expect("a new leader");
+    assert_ne!(new, old);
+    c.must_put(b"a", b"new");
+    c.resume(old.get());
+    // The first thing the thawed leader sees is a read.
+    let slot = c.call(
+        old,
+        ekv_engine::Request {
+            region_id: RegionId(1),
+            epoch: st.region.epoch,
+            cmd: Command::Get { cf: "default".into(), key: Bytes::from_static(b"a") },
+        },
+    );
+    match c.wait(&slot, 100) {
+        Some(Ok(Response::Value(v))) => assert_eq!(v.as_deref(), Some(&b"new"[..]), "stale read"),
+        Some(Ok(r)) => panic!("{r:?}"),
+        Some(Err(_)) | None => {}
+    }
+}

@@ -22,7 +22,7 @@ fn seed_sweep_with_random_partitions_crashes_and_loss() {
         c.must_leader(region.id, 300);
         let mut w = Workload::new(4, &["a", "h", "q", "x"]);
         for round in 0..6 {
-            let fault = c.rng.gen_range(0..5);
+            let fault = c.rng.gen_range(0..6);
             let victim = c.rng.gen_range(1..=3u64);
             match fault {
                 0 => c.isolate(victim),
@@ -36,6 +36,7 @@ fn seed_sweep_with_random_partitions_crashes_and_loss() {
                 }
                 2 => c.add_filter(Chaos { drop: 0.2, duplicate: 0.1, delay: 0.3, max_delay_steps: 8, reorder: true }),
                 3 => c.crash(victim),
+                4 => c.pause(victim),
                 _ => {}
             }
             for _ in 0..40 {
@@ -43,8 +44,10 @@ fn seed_sweep_with_random_partitions_crashes_and_loss() {
                 c.tick();
             }
             c.recover();
-            if fault == 3 {
-                c.restart(victim);
+            match fault {
+                3 => c.restart(victim),
+                4 => c.resume(victim),
+                _ => {}
             }
             for _ in 0..40 {
                 w.drive(&mut c);

@@ -160,6 +160,11 @@ pub struct SimNode {
     pub shards: Vec<Shard<MemFs>>,
     pub router: StoreRouter,
     pub up: bool,
+    /// Frozen (a stop-the-world pause): no ticks, no rounds, messages wait.
+    pub paused_at: Option<u64>,
+    /// This store's clock skips one tick in `drift` (clocks drift apart as
+    /// real ones do, which also keeps elections from colliding forever).
+    pub drift: u64,
 }
 
 /// The cluster.
@@ -171,6 +176,7 @@ pub struct SimCluster {
     pub rng: ChaCha8Rng,
     net: Vec<Envelope>,
     pub step_no: u64,
+    pub tick_no: u64,
     pub pd: SimPd,
     shards_per_store: usize,
 }
@@ -222,6 +228,7 @@ impl SimCluster {
             rng: ChaCha8Rng::seed_from_u64(seed),
             net: Vec::new(),
             step_no: 0,
+            tick_no: 0,
             pd: SimPd { next_id: 1000, ..Default::default() },
             shards_per_store: shards,
         }
@@ -235,7 +242,7 @@ impl SimCluster {
                     .unwrap_or_else(|e| panic!("open {store} shard {i}: {e}"))
             })
             .collect();
-        SimNode { fs, shards, router, up: true }
+        SimNode { fs, shards, router, up: true, paused_at: None, drift: 8 + store.get() % 5 }
     }
 
     /// Adds a store (empty).
@@ -300,7 +307,7 @@ impl SimCluster {
         let step = self.step_no;
         let mut sent = Vec::new();
         for (id, node) in self.nodes.iter_mut() {
-            if !node.up {
+            if !node.up || node.paused_at.is_some() {
                 continue;
             }
             for i in 0..node.shards.len() {
@@ -328,7 +335,11 @@ impl SimCluster {
             f.before(&mut sent, &mut self.rng, step);
         }
         self.net.extend(sent);
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.net).into_iter().partition(|m| m.deliver_at <= step + 1);
+        let paused: BTreeSet<StoreId> =
+            self.nodes.iter().filter(|(_, n)| n.paused_at.is_some()).map(|(id, _)| *id).collect();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.net)
+            .into_iter()
+            .partition(|m| m.deliver_at <= step + 1 && !paused.contains(&m.to.store));
         self.net = later;
         for m in due {
             let Some(node) = self.nodes.get_mut(&m.to.store) else { continue };
@@ -355,12 +366,13 @@ impl SimCluster {
     /// One tick of logical time on every store (a store skips a tick now and
     /// then, so that timeouts drift apart as real clocks do), then steps.
     pub fn tick(&mut self) {
+        self.tick_no += 1;
         for node in self.nodes.values_mut() {
-            if !node.up {
+            if !node.up || node.paused_at.is_some() {
                 continue;
             }
-            for shard in node.shards.iter_mut() {
-                if self.rng.gen_ratio(1, 6) {
+            for (i, shard) in node.shards.iter_mut().enumerate() {
+                if (self.tick_no + i as u64) % node.drift == 0 {
                     continue;
                 }
                 shard.tick();
@@ -374,6 +386,23 @@ impl SimCluster {
     pub fn run_ticks(&mut self, n: u64) {
         for _ in 0..n {
             self.tick();
+        }
+    }
+
+    /// Freezes a store (as a stop-the-world pause would).
+    pub fn pause(&mut self, store: u64) {
+        let now = self.tick_no;
+        self.nodes.get_mut(&StoreId(store)).expect("store").paused_at = Some(now);
+    }
+
+    /// Thaws a paused store; its clock catches up with the time it missed.
+    pub fn resume(&mut self, store: u64) {
+        let now = self.tick_no;
+        let node = self.nodes.get_mut(&StoreId(store)).expect("store");
+        if let Some(at) = node.paused_at.take() {
+            for shard in node.shards.iter_mut() {
+                shard.skip_time(now - at);
+            }
         }
     }
 
@@ -460,7 +489,8 @@ impl SimCluster {
             }
             self.step();
             if self.step_no % 3 == 0 {
-                for node in self.nodes.values_mut().filter(|n| n.up) {
+                self.tick_no += 1;
+                for node in self.nodes.values_mut().filter(|n| n.up && n.paused_at.is_none()) {
                     for shard in node.shards.iter_mut() {
                         shard.tick();
                     }
