@@ -1007,7 +1007,7 @@ impl<F: Fs> Shard<F> {
         }
         for effect in ctx.effects {
             match effect {
-                Effect::Split { parent, created } => self.on_split_applied(parent, created)?,
+                Effect::Split { parent, created } => self.on_split_applied(parent, created).await?,
                 Effect::CompactWal { region, to } => {
                     self.wal_deferred.push_back((self.round, region, WalOp::Compact(to)));
                 }
@@ -1016,7 +1016,7 @@ impl<F: Fs> Shard<F> {
         Ok(())
     }
 
-    fn on_split_applied(&mut self, parent: RegionId, created: Vec<PeerState>) -> Result<()> {
+    async fn on_split_applied(&mut self, parent: RegionId, created: Vec<PeerState>) -> Result<()> {
         let mut regions = Vec::new();
         let mut is_leader = false;
         if let Some(p) = self.peers.get(&parent) {
@@ -1026,17 +1026,16 @@ impl<F: Fs> Shard<F> {
         for st in created {
             let id = st.region.id;
             regions.push(st.region.clone());
-            if let Some(old) = self.peers.remove(&id) {
+            if let Some(mut old) = self.peers.remove(&id) {
                 // An uninitialized peer made by the new region's messages
-                // gives way to the split's, keeping its vote.
-                let hs = old.raft.store().hard_state.clone();
-                let mut old = old;
+                // gives way to the split's.
                 old.fail_all(|| Error::RegionNotFound(id));
-                let hs = hard_state(hs.term.max(INIT_TERM), hs.vote, INIT_INDEX);
-                self.add_peer(st, hs, VecDeque::new())?;
-            } else {
-                self.add_peer(st, hard_state(INIT_TERM, 0, INIT_INDEX), VecDeque::new())?;
             }
+            // The WAL may already hold the new region's log: its vote as an
+            // uninitialized peer, or, when this split is replayed after a
+            // crash, entries it took before (its state was not yet durable).
+            let (hs, entries) = self.load_log(&st).await?;
+            self.add_peer(st, hs, entries)?;
             if is_leader {
                 // The parent's leader campaigns at once so that the new
                 // region is served without waiting for an election timeout.

@@ -37,7 +37,22 @@ fn seed_sweep_with_random_partitions_crashes_and_loss() {
                 2 => c.add_filter(Chaos { drop: 0.2, duplicate: 0.1, delay: 0.3, max_delay_steps: 8, reorder: true }),
                 3 => c.crash(victim),
                 4 => c.pause(victim),
-                _ => {}
+                _ => {
+                    // An admin command in the middle of the load: a split
+                    // once, leader transfers after.
+                    if let Some(region) = c.region_for(b"m") {
+                        if let Some((leader, _)) = c.leader(region.id) {
+                            let cmd = if region.id == RegionId(1) && round < 3 {
+                                ekv_engine::Command::Split { keys: vec![bytes::Bytes::from_static(b"m")] }
+                            } else {
+                                let to = region.peers[c.rng.gen_range(0..region.peers.len())].id;
+                                ekv_engine::Command::TransferLeader { to }
+                            };
+                            let req = ekv_engine::Request { region_id: region.id, epoch: region.epoch, cmd };
+                            let _ = c.call(leader, req);
+                        }
+                    }
+                }
             }
             for _ in 0..40 {
                 w.drive(&mut c);
@@ -53,7 +68,6 @@ fn seed_sweep_with_random_partitions_crashes_and_loss() {
                 w.drive(&mut c);
                 c.tick();
             }
-            let _ = round;
         }
         w.finish(&mut c);
         w.must_be_linearizable(seed, "sweep");
