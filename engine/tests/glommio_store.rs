@@ -108,7 +108,7 @@ impl Cluster {
             let r = match self.leader(region) {
                 Some((s, r)) => {
                     let req = Request { region_id: region, epoch: r.epoch, cmd: cmd.clone() };
-                    self.stores[&s].call_blocking(req)
+                    self.call_within(s, req)
                 }
                 None => Err(Error::NotLeader { region, leader: None }),
             };
@@ -121,6 +121,24 @@ impl Cluster {
                     | Error::EpochNotMatch { .. },
                 ) if Instant::now() < deadline => std::thread::sleep(POLL),
                 r => return r,
+            }
+        }
+    }
+
+    /// Runs `req` on `store`; a command that gets no answer within
+    /// `DEADLINE` fails the test (with every peer's status) instead of hanging it.
+    fn call_within(&self, store: u64, req: Request) -> Result<Response, Error> {
+        let h = self.stores[&store].handle();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let what = format!("{req:?}");
+        std::thread::spawn(move || {
+            let _ = tx.send(h.call_blocking(req));
+        });
+        match rx.recv_timeout(DEADLINE) {
+            Ok(r) => r,
+            Err(_) => {
+                let status: Vec<_> = self.stores.values().flat_map(|s| block_on(s.status())).collect();
+                panic!("{what} on store {store}: no answer within {DEADLINE:?}; peers: {status:#?}")
             }
         }
     }
@@ -274,7 +292,7 @@ fn two_shards_per_store_split_and_survive_a_restart() {
     };
     let leader = c.leader(left_id).map(|(s, _)| s).unwrap_or(1);
     assert!(
-        matches!(c.stores[&leader].call_blocking(wrong), Err(Error::KeyNotInRegion { .. } | Error::NotLeader { .. })),
+        matches!(c.call_within(leader, wrong), Err(Error::KeyNotInRegion { .. } | Error::NotLeader { .. })),
         "a key of the right half was served by the left"
     );
     // Both halves take writes.

@@ -69,6 +69,13 @@ impl Peer {
             return Err((cb, Error::NotLeader { region: self.region_id(), leader: self.leader() }));
         }
         let term = self.raft.raft.term;
+        // Proposals of an earlier term at this index or later were cut from
+        // the log when this leader's log replaced them: they never apply.
+        // Answering them now keeps the queue in index order.
+        while self.proposals.back().is_some_and(|p| p.index >= index) {
+            let p = self.proposals.pop_back().expect("back");
+            (p.cb)(Err(Error::StaleCommand { region: self.region_id(), term: p.term }));
+        }
         self.proposals.push_back(Proposal { index, term, tick: now, cb });
         Ok(())
     }
