@@ -45,7 +45,9 @@ impl LocalNetwork {
     /// The transport factory for [`StoreSpec::transport`](super::StoreSpec::transport).
     pub fn transport_for(&self, store: StoreId) -> TransportFactory {
         let net = self.clone();
-        Box::new(move |_shard| Box::new(LocalTransport { net: net.clone(), from: store, cache: BTreeMap::new() }))
+        Box::new(move |_shard| {
+            Box::new(LocalTransport { net: net.clone(), from: store, cache: BTreeMap::new() })
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<StoreId, StoreHandle>> {

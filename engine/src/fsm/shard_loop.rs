@@ -41,8 +41,8 @@ use crate::{Error, PeerStatus, Result, Shard};
 const BACKGROUND_SHARES: usize = 500;
 
 /// Most ticks run back to back after the executor fell behind; further
-/// missed ticks are skipped (raft timing is in ticks, so skipping only
-/// slows its clock down, while a burst would fire elections at once).
+/// missed ticks only advance the shard's clock ([`Shard::skip_time`]):
+/// a burst of raft ticks would fire elections at once.
 const MAX_CATCH_UP_TICKS: u32 = 3;
 
 /// [`Shard::maintain`] runs every this many ticks.
@@ -110,7 +110,7 @@ impl ShardLoop {
         let mut run = Run {
             data_open: true,
             stopping: false,
-            next_tick: Instant::now() + self.shard_tick(),
+            next_tick: Instant::now() + self.tick_interval(),
             ticks: 0,
             reads: Gate::new(),
         };
@@ -136,7 +136,7 @@ impl ShardLoop {
         }
     }
 
-    fn shard_tick(&self) -> Duration {
+    fn tick_interval(&self) -> Duration {
         self.shard.cfg.tick_interval
     }
 
@@ -283,7 +283,7 @@ impl ShardLoop {
     }
 
     async fn tick_if_due(&mut self, run: &mut Run) -> Result<()> {
-        let interval = self.shard_tick();
+        let interval = self.tick_interval();
         let now = Instant::now();
         let mut n = 0;
         while now >= run.next_tick && n < MAX_CATCH_UP_TICKS {
@@ -296,6 +296,11 @@ impl ShardLoop {
             }
         }
         if now >= run.next_tick {
+            // Skipped ticks still count on the clock leases are measured
+            // on: a lease must not outlive a pause of the executor.
+            let behind = now - run.next_tick;
+            let missed = 1 + behind.as_nanos() / interval.as_nanos().max(1);
+            self.shard.skip_time(u64::try_from(missed).unwrap_or(u64::MAX));
             run.next_tick = now + interval;
         }
         Ok(())

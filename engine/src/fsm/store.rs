@@ -52,7 +52,13 @@ pub struct StoreSpec {
 
 impl StoreSpec {
     /// A spec with the default input capacity and I/O memory.
-    pub fn new(cfg: Config, dir: PathBuf, store_id: StoreId, transport: TransportFactory, pd: PdFactory) -> Self {
+    pub fn new(
+        cfg: Config,
+        dir: PathBuf,
+        store_id: StoreId,
+        transport: TransportFactory,
+        pd: PdFactory,
+    ) -> Self {
         Self { cfg, dir, store_id, transport, pd, input_capacity: DEFAULT_INPUT_CAPACITY, io_memory: None }
     }
 }
@@ -223,7 +229,10 @@ impl StoreHandle {
     /// or already exists; storage failures (the shard then stops).
     pub async fn bootstrap_region(&self, region: Region) -> Result<()> {
         if region.peer_on(self.inner.store_id).is_none() {
-            return Err(Error::BadRequest(format!("{} has no replica on {}", region.id, self.inner.store_id)));
+            return Err(Error::BadRequest(format!(
+                "{} has no replica on {}",
+                region.id, self.inner.store_id
+            )));
         }
         let router = &self.inner.router;
         if router.owner(region.id).is_some() {
@@ -323,7 +332,10 @@ impl Store {
             inner: Arc::new(Shared {
                 store_id: spec.store_id,
                 router: router.clone(),
-                shards: txs.into_iter().map(|(data, ctrl)| ShardTx { data: Mutex::new(data), ctrl }).collect(),
+                shards: txs
+                    .into_iter()
+                    .map(|(data, ctrl)| ShardTx { data: Mutex::new(data), ctrl })
+                    .collect(),
             }),
         };
         let transport = Arc::new(spec.transport);
@@ -487,7 +499,8 @@ fn shard_dir(dir: &Path, i: usize) -> PathBuf {
 async fn run_shard(ctx: ShardCtx, opened: oneshot::Sender<Result<()>>) -> Result<()> {
     let open = async {
         let fs = GlommioFs::new(&ctx.dir).await?;
-        Shard::open(fs, ctx.dir.clone(), Rc::new(ctx.cfg.clone()), ctx.store_id, ctx.id, ctx.router.clone()).await
+        Shard::open(fs, ctx.dir.clone(), Rc::new(ctx.cfg.clone()), ctx.store_id, ctx.id, ctx.router.clone())
+            .await
     };
     let shard = match open.await {
         Ok(shard) => shard,
