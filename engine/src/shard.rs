@@ -183,6 +183,24 @@ impl<F: Fs> Shard<F> {
         id: ShardId,
         router: StoreRouter,
     ) -> Result<Self> {
+        Self::open_with_yield(fs, dir, cfg, store_id, id, router, None).await
+    }
+
+    /// [`Shard::open`] with the LSM's background work yielding through
+    /// `lsm_yield` after each work slice (the glommio shell yields its task
+    /// queue, so that a round never waits behind a compaction).
+    ///
+    /// # Errors
+    /// As [`Shard::open`].
+    pub async fn open_with_yield(
+        fs: F,
+        dir: PathBuf,
+        cfg: Rc<Config>,
+        store_id: StoreId,
+        id: ShardId,
+        router: StoreRouter,
+        lsm_yield: Option<ekv_lsm::YieldHook>,
+    ) -> Result<Self> {
         cfg.validate()?;
         fs.create_dir_all(&dir).await?;
         let wal_opts = WalOptions {
@@ -194,6 +212,7 @@ impl<F: Fs> Shard<F> {
         let lsm_opts = LsmOptions {
             memtable_size: cfg.lsm_memtable_bytes,
             block_cache_size: cfg.lsm_block_cache_bytes,
+            yield_hook: lsm_yield,
             ..LsmOptions::default()
         };
         let lsm = Lsm::open(fs.clone(), dir.join("lsm"), lsm_opts).await?;
@@ -747,6 +766,7 @@ impl<F: Fs> Shard<F> {
             peer.raft.tick();
             self.touched.insert(*id);
             if peer.is_leader() {
+                peer.retry_reads(now, cfg.election_ticks as u64);
                 if now >= peer.last_gc + cfg.raft_log_gc_ticks {
                     peer.last_gc = now;
                     peer.maybe_compact_log(&cfg);
@@ -1295,11 +1315,7 @@ impl<F: Fs> Shard<F> {
 pub(crate) type PeerMsgTo = (ekv_proto::PeerId, PeerMsg);
 
 fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
-    let mut hs = HardState::default();
-    hs.term = term;
-    hs.vote = vote;
-    hs.commit = commit;
-    hs
+    HardState { term, vote, commit, ..Default::default() }
 }
 
 fn to_wal_entry(e: &Entry) -> ekv_wal::Entry {
@@ -1317,15 +1333,12 @@ fn to_wal_entry(e: &Entry) -> ekv_wal::Entry {
 }
 
 fn to_raft_entry(e: ekv_wal::Entry) -> Entry {
-    let mut out = Entry::default();
-    out.index = e.index;
-    out.term = e.term;
+    let mut out =
+        Entry { index: e.index, term: e.term, data: e.data, context: e.context, ..Default::default() };
     out.set_entry_type(match e.entry_type {
         ekv_wal::EntryType::Normal => EntryType::EntryNormal,
         ekv_wal::EntryType::ConfChange => EntryType::EntryConfChange,
         ekv_wal::EntryType::ConfChangeV2 => EntryType::EntryConfChangeV2,
     });
-    out.data = e.data;
-    out.context = e.context;
     out
 }

@@ -34,8 +34,20 @@ fn a_batch_and_compare_and_swap_apply_atomically() {
     let mut c = SimCluster::new(2, 3, 1, sim_config());
     let region = c.bootstrap(&[1, 2, 3]);
     c.must_leader(region.id, 100);
-    let put = |k: &str, v: &str| WriteOp::Put { cf: "default".into(), key: Bytes::from(k.to_owned()), value: Bytes::from(v.to_owned()) };
-    c.must(b"a", Command::Write(vec![put("a", "1"), put("b", "2"), WriteOp::Delete { cf: "default".into(), key: "a".into() }]), 200);
+    let put = |k: &str, v: &str| WriteOp::Put {
+        cf: "default".into(),
+        key: Bytes::from(k.to_owned()),
+        value: Bytes::from(v.to_owned()),
+    };
+    c.must(
+        b"a",
+        Command::Write(vec![
+            put("a", "1"),
+            put("b", "2"),
+            WriteOp::Delete { cf: "default".into(), key: "a".into() },
+        ]),
+        200,
+    );
     assert_eq!(c.must_get(b"a"), None);
     assert_eq!(c.must_get(b"b").as_deref(), Some(&b"2"[..]));
     let cas = |exp: Option<&'static str>, new: Option<&'static str>| Command::Cas {
@@ -44,9 +56,18 @@ fn a_batch_and_compare_and_swap_apply_atomically() {
         expected: exp.map(Bytes::from),
         new: new.map(Bytes::from),
     };
-    assert_eq!(c.must(b"b", cas(Some("1"), Some("3")), 200), Response::Cas { succeeded: false, previous: Some("2".into()) });
-    assert_eq!(c.must(b"b", cas(Some("2"), Some("3")), 200), Response::Cas { succeeded: true, previous: Some("2".into()) });
-    assert_eq!(c.must(b"b", cas(Some("3"), None), 200), Response::Cas { succeeded: true, previous: Some("3".into()) });
+    assert_eq!(
+        c.must(b"b", cas(Some("1"), Some("3")), 200),
+        Response::Cas { succeeded: false, previous: Some("2".into()) }
+    );
+    assert_eq!(
+        c.must(b"b", cas(Some("2"), Some("3")), 200),
+        Response::Cas { succeeded: true, previous: Some("2".into()) }
+    );
+    assert_eq!(
+        c.must(b"b", cas(Some("3"), None), 200),
+        Response::Cas { succeeded: true, previous: Some("3".into()) }
+    );
     assert_eq!(c.must_get(b"b"), None);
     let _ = RegionId(1);
 }
@@ -161,11 +182,17 @@ fn joint_consensus_replaces_two_voters_at_once() {
     load(&mut c, &mut w, 20);
     let leader = c.leader(RegionId(1)).unwrap().0.get();
     let region = c.region_for(b"a").unwrap();
-    let victims: Vec<PeerMeta> = region.peers.iter().copied().filter(|p| p.store_id.get() != leader).collect();
+    let victims: Vec<PeerMeta> =
+        region.peers.iter().copied().filter(|p| p.store_id.get() != leader).collect();
     let add = |s: u64| PeerChange::AddVoter(PeerMeta { id: ekv_proto::PeerId(s), store_id: StoreId(s) });
     c.must(
         b"a",
-        Command::ChangePeers(vec![add(4), add(5), PeerChange::Remove(victims[0]), PeerChange::Remove(victims[1])]),
+        Command::ChangePeers(vec![
+            add(4),
+            add(5),
+            PeerChange::Remove(victims[0]),
+            PeerChange::Remove(victims[1]),
+        ]),
         300,
     );
     load(&mut c, &mut w, 200);

@@ -34,7 +34,13 @@ fn seed_sweep_with_random_partitions_crashes_and_loss() {
                         one_way: true,
                     });
                 }
-                2 => c.add_filter(Chaos { drop: 0.2, duplicate: 0.1, delay: 0.3, max_delay_steps: 8, reorder: true }),
+                2 => c.add_filter(Chaos {
+                    drop: 0.2,
+                    duplicate: 0.1,
+                    delay: 0.3,
+                    max_delay_steps: 8,
+                    reorder: true,
+                }),
                 3 => c.crash(victim),
                 4 => c.pause(victim),
                 _ => {

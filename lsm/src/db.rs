@@ -682,11 +682,18 @@ impl<F: FileSystem + 'static> Lsm<F> {
     /// # Errors
     /// [`Error::InvalidArgument`] when `pairs` are unsorted or outside the
     /// range; I/O failures.
-    pub async fn write_table(&self, path: &Path, range: &KeyRange, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    pub async fn write_table(
+        &self,
+        path: &Path,
+        range: &KeyRange,
+        pairs: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<()> {
         let bounds = range.tree_bounds();
         let inside = |k: &[u8]| k >= range.start.as_slice() && range.end.as_deref().is_none_or(|e| k < e);
         if pairs.windows(2).any(|w| w[0].0 >= w[1].0) || pairs.iter().any(|(k, _)| !inside(k)) {
-            return Err(Error::InvalidArgument("write_table: pairs must be sorted, unique and in range".into()));
+            return Err(Error::InvalidArgument(
+                "write_table: pairs must be sorted, unique and in range".into(),
+            ));
         }
         self.build_replacement(range, path, bounds, TableSource::Pairs(pairs.iter())).await
     }

@@ -103,7 +103,10 @@ impl Region {
         }
         let mut peers = Vec::with_capacity(n as usize);
         for _ in 0..n {
-            peers.push(PeerMeta { id: PeerId(r.uvarint("peer id")?), store_id: StoreId(r.uvarint("store id")?) });
+            peers.push(PeerMeta {
+                id: PeerId(r.uvarint("peer id")?),
+                store_id: StoreId(r.uvarint("store id")?),
+            });
         }
         Ok(Self { id, start_key, end_key, epoch, peers })
     }

@@ -499,8 +499,21 @@ fn shard_dir(dir: &Path, i: usize) -> PathBuf {
 async fn run_shard(ctx: ShardCtx, opened: oneshot::Sender<Result<()>>) -> Result<()> {
     let open = async {
         let fs = GlommioFs::new(&ctx.dir).await?;
-        Shard::open(fs, ctx.dir.clone(), Rc::new(ctx.cfg.clone()), ctx.store_id, ctx.id, ctx.router.clone())
-            .await
+        // Background LSM work yields its (low-share) task queue after each
+        // work slice, so a round never waits behind a compaction.
+        let lsm_yield: ekv_lsm::YieldHook =
+            Rc::new(|| Box::pin(async { glommio::executor().yield_task_queue_now().await }));
+        let cfg = Rc::new(ctx.cfg.clone());
+        Shard::open_with_yield(
+            fs,
+            ctx.dir.clone(),
+            cfg,
+            ctx.store_id,
+            ctx.id,
+            ctx.router.clone(),
+            Some(lsm_yield),
+        )
+        .await
     };
     let shard = match open.await {
         Ok(shard) => shard,

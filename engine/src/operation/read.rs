@@ -167,9 +167,11 @@ impl Peer {
         self.reads.batch.push(read);
     }
 
-    /// Sends this round's reads through one ReadIndex.
+    /// Sends this round's reads through one ReadIndex. A leader that has not
+    /// yet committed an entry of its term keeps them (raft-rs would drop the
+    /// request); they go out in the round its first commit lands in.
     pub(crate) fn flush_reads(&mut self, now: u64) {
-        if self.reads.batch.is_empty() {
+        if self.reads.batch.is_empty() || !self.raft.raft.commit_to_current_term() {
             return;
         }
         let id = self.reads.next_id;
@@ -179,14 +181,23 @@ impl Peer {
         self.reads.waiting.push_back((id, now, batch));
     }
 
+    /// Sends again the reads whose read index went unanswered for
+    /// `after` ticks (the request or its heartbeats were lost).
+    pub(crate) fn retry_reads(&mut self, now: u64, after: u64) {
+        while self.reads.waiting.front().is_some_and(|w| now >= w.1 + after) {
+            let (_, _, reads) = self.reads.waiting.pop_front().expect("front");
+            self.reads.batch.extend(reads);
+        }
+    }
+
     /// Takes raft's answers to read indexes; renews the lease.
     pub(crate) fn on_read_states(&mut self, states: Vec<raft::ReadState>, lease_ticks: u64) {
         for st in states {
             let Ok(id) = <[u8; 8]>::try_from(st.request_ctx.as_slice()).map(u64::from_le_bytes) else {
                 continue;
             };
-            // Answers come in the order asked; older unanswered ones were
-            // lost with a leader change and are failed then.
+            // raft-rs answers in the order asked; an older request still
+            // waiting was dropped (a leader change in between): ask again.
             while let Some((wid, tick, _)) = self.reads.waiting.front() {
                 if *wid > id {
                     break;
@@ -196,11 +207,8 @@ impl Peer {
                     self.lease_until = self.lease_until.max(tick + lease_ticks);
                     self.reads.ready.push_back((st.index, reads));
                 } else {
-                    for r in reads {
-                        (r.cb)(Err(Error::NotLeader { region: self.region_id(), leader: self.leader() }));
-                    }
+                    self.reads.batch.extend(reads);
                 }
-                let _ = tick;
             }
         }
     }

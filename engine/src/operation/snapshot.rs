@@ -225,8 +225,7 @@ impl<F: Fs> Shard<F> {
             }
             let desc =
                 SnapDesc { region: st.region.clone(), file_sizes: files.iter().map(|f| f.1).collect() };
-            let mut snap = Snapshot::default();
-            snap.data = desc.encode().into();
+            let mut snap = Snapshot { data: desc.encode().into(), ..Default::default() };
             let meta = snap.mut_metadata();
             meta.index = index;
             meta.term = term;
@@ -354,16 +353,11 @@ impl<F: Fs> Shard<F> {
                 .receiving
                 .entry(key)
                 .or_insert_with(|| Incoming { files: BTreeMap::new(), bytes: BTreeMap::new() });
-            if !inc.files.contains_key(&chunk.file) {
-                let path = self.snap.recv_dir.join(format!(
-                    "{}-{}-{}-{:04}.sst",
-                    key.0.get(),
-                    key.2,
-                    key.1,
-                    chunk.file
-                ));
+            if let std::collections::btree_map::Entry::Vacant(slot) = inc.files.entry(chunk.file) {
+                let name = format!("{}-{}-{}-{:04}.sst", key.0.get(), key.2, key.1, chunk.file);
+                let path = self.snap.recv_dir.join(name);
                 let f = self.fs.create(&path).await?;
-                inc.files.insert(chunk.file, (path, f));
+                slot.insert((path, f));
             }
             let (_, f) = &inc.files[&chunk.file];
             if chunk.offset % f.alignment() != 0 || chunk.data.len() as u64 % f.alignment() != 0 {

@@ -238,8 +238,15 @@ impl SimCluster {
         let router = StoreRouter::new(shards);
         let shards = (0..shards)
             .map(|i| {
-                block_on(Shard::open(fs.clone(), dir(i), cfg.clone(), store, ShardId(i as u64), router.clone()))
-                    .unwrap_or_else(|e| panic!("open {store} shard {i}: {e}"))
+                block_on(Shard::open(
+                    fs.clone(),
+                    dir(i),
+                    cfg.clone(),
+                    store,
+                    ShardId(i as u64),
+                    router.clone(),
+                ))
+                .unwrap_or_else(|e| panic!("open {store} shard {i}: {e}"))
             })
             .collect();
         SimNode { fs, shards, router, up: true, paused_at: None, drift: 8 + store.get() % 5 }
@@ -327,7 +334,12 @@ impl SimCluster {
                 let mut pd = PdCollect { pd: &mut self.pd, store: *id, shard: ShardId(i as u64) };
                 shard.flush_io(&mut collect, &mut pd);
                 for (to, m) in shard.take_forwards() {
-                    sent.push(Envelope { from: *id, to: ShardAddr { store: *id, shard: to }, msg: m, deliver_at: step });
+                    sent.push(Envelope {
+                        from: *id,
+                        to: ShardAddr { store: *id, shard: to },
+                        msg: m,
+                        deliver_at: step,
+                    });
                 }
             }
         }

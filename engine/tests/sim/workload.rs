@@ -111,7 +111,10 @@ impl Workload {
         self.next_value += 1;
         let value = format!("v{}", self.next_value).into_bytes();
         let (op, cmd) = if roll < 45 {
-            (Op::Get { key: key.clone() }, Command::Get { cf: "default".into(), key: Bytes::from(key.clone()) })
+            (
+                Op::Get { key: key.clone() },
+                Command::Get { cf: "default".into(), key: Bytes::from(key.clone()) },
+            )
         } else if roll < 85 {
             (
                 Op::Put { key: key.clone(), value: value.clone() },
