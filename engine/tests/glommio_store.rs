@@ -20,8 +20,6 @@ use futures::executor::block_on;
 const DEADLINE: Duration = Duration::from_secs(20);
 /// Pause between two polls of a condition that needs an election.
 const POLL: Duration = Duration::from_millis(5);
-/// How long a read may go unanswered before it is asked again.
-const READ_RETRY: Duration = Duration::from_secs(1);
 
 fn config(shards: usize) -> Config {
     Config {
@@ -112,15 +110,7 @@ impl Cluster {
             let r = match self.leader(region) {
                 Some((s, r)) => {
                     let req = Request { region_id: region, epoch: r.epoch, cmd: cmd.clone() };
-                    // Engine-core bug: a ReadIndex asked of a leader that
-                    // has not yet committed an entry of its term is dropped
-                    // by raft-rs, and `Peer::flush_reads` never retries it,
-                    // so the read waits until a later read of that peer is
-                    // answered. Fresh leaders (after a restart, a split)
-                    // hit it: give reads a short limit and ask again, as a
-                    // client would.
-                    let limit = if cmd.is_read() { READ_RETRY } else { DEADLINE };
-                    match self.call_within(s, req.clone(), limit) {
+                    match self.call_within(s, req.clone(), DEADLINE) {
                         Some(r) => r,
                         None if Instant::now() < deadline => continue,
                         None => self.fail_unanswered(s, &req),
