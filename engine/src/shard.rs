@@ -935,17 +935,22 @@ impl<F: Fs> Shard<F> {
                 let states = rd.take_read_states();
                 peer.on_read_states(states, self.cfg.lease_ticks);
             }
-            readies.push((*id, rd));
+            let snap_index = (!rd.snapshot().is_empty()).then(|| rd.snapshot().get_metadata().index);
+            readies.push((*id, rd, snap_index));
         }
         if !wal_batch.is_empty() {
             self.wal.write(&mut wal_batch).await?;
             self.stats.wal_writes += 1;
         }
-        for (id, mut rd) in readies {
+        for (id, mut rd, snap_index) in readies {
             let persisted = rd.take_persisted_messages();
             self.send_raft(id, persisted);
             let peer = self.peers.get_mut(&id).expect("present");
             let mut light = peer.raft.advance_append(rd);
+            if let Some(index) = snap_index {
+                // The snapshot's entries are applied by the ingest.
+                peer.raft.advance_apply_to(index);
+            }
             if let Some(c) = light.commit_index() {
                 peer.raft.mut_store().hard_state.commit = c;
             }

@@ -91,17 +91,43 @@ impl Filter for Chaos {
     }
 }
 
-/// Drops raft messages of one region (optionally only to one store).
+/// Drops messages of one region, optionally only to one store and only of
+/// one raft message type.
 #[derive(Debug)]
 pub struct RegionFilter {
     pub region: RegionId,
     pub to_store: Option<StoreId>,
+    pub msg_type: Option<raft::eraftpb::MessageType>,
+}
+
+impl RegionFilter {
+    pub fn new(region: RegionId) -> Self {
+        Self { region, to_store: None, msg_type: None }
+    }
+    pub fn to_store(mut self, s: StoreId) -> Self {
+        self.to_store = Some(s);
+        self
+    }
+    pub fn msg_type(mut self, t: raft::eraftpb::MessageType) -> Self {
+        self.msg_type = Some(t);
+        self
+    }
 }
 
 impl Filter for RegionFilter {
     fn before(&self, msgs: &mut Vec<Envelope>, _: &mut ChaCha8Rng, _: u64) {
         msgs.retain(|m| {
-            !(m.msg.region_id() == Some(self.region) && self.to_store.is_none_or(|s| s == m.to.store))
+            let type_matches = match (&m.msg, self.msg_type) {
+                (_, None) => true,
+                (StoreMsg::Peer(e), Some(t)) => {
+                    matches!(&e.msg, ekv_engine::PeerMsg::Raft(r) if r.get_msg_type() == t)
+                }
+                (StoreMsg::Snapshot(_), Some(t)) => t == raft::eraftpb::MessageType::MsgSnapshot,
+                _ => false,
+            };
+            !(m.msg.region_id() == Some(self.region)
+                && self.to_store.is_none_or(|s| s == m.to.store)
+                && type_matches)
         });
     }
 }
