@@ -17,13 +17,13 @@ fn seeds() -> u64 {
 fn seed_sweep_with_random_partitions_crashes_and_loss() {
     let first = std::env::var("EKV_SIM_FIRST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
     for seed in first..first + seeds() {
-        let mut c = SimCluster::new(seed, 3, 2, sim_config());
+        let mut c = SimCluster::new(seed, 4, 2, sim_config());
         let region = c.bootstrap(&[1, 2, 3]);
         c.must_leader(region.id, 300);
         let mut w = Workload::new(4, &["a", "h", "q", "x"]);
         for round in 0..6 {
-            let fault = c.rng.gen_range(0..6);
-            let victim = c.rng.gen_range(1..=3u64);
+            let fault = c.rng.gen_range(0..7);
+            let victim = c.rng.gen_range(1..=4u64);
             match fault {
                 0 => c.isolate(victim),
                 1 => {
@@ -43,6 +43,23 @@ fn seed_sweep_with_random_partitions_crashes_and_loss() {
                 }),
                 3 => c.crash(victim),
                 4 => c.pause(victim),
+                5 => {
+                    // Membership churn: a fourth replica comes and goes.
+                    if let Some(region) = c.region_for(b"a") {
+                        if let Some((leader, _)) = c.leader(region.id) {
+                            let change = if region.peers.len() == 3 {
+                                let store = (1..=4).map(StoreId).find(|s| region.peer_on(*s).is_none()).unwrap();
+                                ekv_engine::PeerChange::AddVoter(PeerMeta { id: PeerId(c.pd.alloc()), store_id: store })
+                            } else {
+                                let p = region.peers.iter().copied().find(|p| p.store_id != leader).unwrap();
+                                ekv_engine::PeerChange::Remove(p)
+                            };
+                            let cmd = ekv_engine::Command::ChangePeers(vec![change]);
+                            let req = ekv_engine::Request { region_id: region.id, epoch: region.epoch, cmd };
+                            let _ = c.call(leader, req);
+                        }
+                    }
+                }
                 _ => {
                     // An admin command in the middle of the load: a split
                     // once, leader transfers after.

@@ -33,7 +33,7 @@ use glommio::{Latency, Shares};
 
 use crate::router::{Request, Response, StoreMsg};
 use crate::transport::{Operator, PdClient, SplitIds, Transport};
-use crate::{Error, PeerStatus, Result, Shard};
+use crate::{Error, PeerStatus, Result, Shard, ShardStats};
 
 /// Shares of the task queue of LSM flushes and compactions; the shard loop
 /// and reads (glommio's default queue) have 1000. When both have work,
@@ -62,10 +62,13 @@ pub(crate) enum ShardInput {
     SplitIds(u64, Result<Vec<SplitIds>>),
     /// An operator from the meta service.
     Operator(RegionId, Operator),
-    /// Creates the first replica of a region here.
-    Bootstrap(Region, oneshot::Sender<Result<()>>),
+    /// Creates the first replicas of regions here, with one durable write
+    /// ([`Shard::bootstrap_regions`]).
+    Bootstrap(Vec<Region>, oneshot::Sender<Result<()>>),
     /// Asks for the status of every peer.
     Status(oneshot::Sender<Vec<PeerStatus>>),
+    /// Asks for the shard's counters ([`Shard::stats`]).
+    Stats(oneshot::Sender<ShardStats>),
     /// Closes the shard and ends its executor.
     Stop,
     /// A background task of the shard failed; the shard must stop.
@@ -262,7 +265,7 @@ impl ShardLoop {
             ShardInput::Store(msg) => self.shard.on_store_msg(msg),
             ShardInput::SplitIds(token, ids) => self.shard.on_split_ids(token, ids),
             ShardInput::Operator(region, op) => self.shard.on_operator(region, op),
-            ShardInput::Bootstrap(region, tx) => match self.shard.bootstrap_region(region).await {
+            ShardInput::Bootstrap(regions, tx) => match self.shard.bootstrap_regions(regions).await {
                 Err(e) if e.is_fatal() => {
                     // The caller gets the cause; the loop stops.
                     tracing::error!(shard = %self.shard.id(), error = %e, "bootstrap failed");
@@ -275,6 +278,9 @@ impl ShardLoop {
             },
             ShardInput::Status(tx) => {
                 let _ = tx.send(self.shard.peer_status());
+            }
+            ShardInput::Stats(tx) => {
+                let _ = tx.send(self.shard.stats());
             }
             ShardInput::Stop => run.stopping = true,
             ShardInput::Fatal(e) => return Err(e),
