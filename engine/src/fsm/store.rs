@@ -13,7 +13,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use super::shard_loop::{shard_index, ShardInput, ShardLoop};
 use crate::router::{Request, Response, StoreMsg, StoreRouter};
 use crate::transport::{Operator, PdClient, SplitIds, Transport};
-use crate::{Config, Error, PeerStatus, Result, Shard};
+use crate::{Config, Error, PeerStatus, Result, Shard, ShardStats};
 
 /// Makes the [`Transport`] of one shard. Called on the shard's executor,
 /// because a transport is shard-local (`!Send`).
@@ -234,17 +234,69 @@ impl StoreHandle {
                 region.id, self.inner.store_id
             )));
         }
-        let router = &self.inner.router;
-        if router.owner(region.id).is_some() {
+        if self.inner.router.owner(region.id).is_some() {
             return Err(Error::BadRequest(format!("{} already exists", region.id)));
         }
-        // The shard registers the region once it is created; until then
-        // the table does not name it (a shard refuses a region it names).
-        let loads = router.loads();
+        self.bootstrap_on_least_loaded(vec![region]).await
+    }
+
+    /// [`StoreHandle::bootstrap_region`] for many regions at once, all on
+    /// the least-loaded shard and made durable with one LSM write and one
+    /// flush ([`Shard::bootstrap_regions`]), where one call per region
+    /// flushes once per region. For tests and benchmarks that start with
+    /// thousands of regions.
+    ///
+    /// # Errors
+    /// [`Error::BadRequest`] when a region has no replica on this store,
+    /// already exists or is listed twice (nothing is created then); storage
+    /// failures (the shard then stops).
+    pub async fn bootstrap_regions(&self, regions: Vec<Region>) -> Result<()> {
+        let mut seen = std::collections::HashSet::with_capacity(regions.len());
+        for region in &regions {
+            if region.peer_on(self.inner.store_id).is_none() {
+                return Err(Error::BadRequest(format!(
+                    "{} has no replica on {}",
+                    region.id, self.inner.store_id
+                )));
+            }
+            if self.inner.router.owner(region.id).is_some() || !seen.insert(region.id) {
+                return Err(Error::BadRequest(format!("{} already exists", region.id)));
+            }
+        }
+        if regions.is_empty() {
+            return Ok(());
+        }
+        self.bootstrap_on_least_loaded(regions).await
+    }
+
+    async fn bootstrap_on_least_loaded(&self, regions: Vec<Region>) -> Result<()> {
+        // The shard registers the regions once they are created; until then
+        // the table does not name them (a shard refuses a region it names).
+        let loads = self.inner.router.loads();
         let shard = (0..loads.len()).min_by_key(|i| (loads[*i], *i)).unwrap_or(0);
         let (tx, rx) = oneshot::channel();
-        self.send_ctrl(ShardId(shard as u64), ShardInput::Bootstrap(region, tx))?;
+        self.send_ctrl(ShardId(shard as u64), ShardInput::Bootstrap(regions, tx))?;
         rx.await.unwrap_or(Err(Error::Stopped))
+    }
+
+    /// The counters of every running shard, in shard order (a shard that
+    /// stopped meanwhile is left out). Taken through the control channel,
+    /// between two rounds; for benchmarks and status pages.
+    pub async fn stats(&self) -> Vec<ShardStats> {
+        let mut answers = Vec::with_capacity(self.inner.shards.len());
+        for i in 0..self.inner.shards.len() {
+            let (tx, rx) = oneshot::channel();
+            if self.send_ctrl(ShardId(i as u64), ShardInput::Stats(tx)).is_ok() {
+                answers.push(rx);
+            }
+        }
+        let mut out = Vec::with_capacity(answers.len());
+        for rx in answers {
+            if let Ok(s) = rx.await {
+                out.push(s);
+            }
+        }
+        out
     }
 
     /// The status of every peer of every running shard.
