@@ -140,6 +140,9 @@ pub struct Shard<F: Fs> {
     pub(crate) clock: u64,
     round: u64,
     wal_extra: LogBatch,
+    /// Hard states whose only change is the commit index, written with the
+    /// next WAL write that happens anyway.
+    lazy_hard_states: BTreeMap<RegionId, ekv_wal::HardState>,
     wal_deferred: VecDeque<(u64, RegionId, WalOp)>,
     pub(crate) out: BTreeMap<ShardAddr, Vec<StoreMsg>>,
     pub(crate) forward: Vec<(ShardId, StoreMsg)>,
@@ -247,6 +250,7 @@ impl<F: Fs> Shard<F> {
             clock: 0,
             round,
             wal_extra: LogBatch::new(),
+            lazy_hard_states: BTreeMap::new(),
             wal_deferred: VecDeque::new(),
             out: BTreeMap::new(),
             forward: Vec::new(),
@@ -901,6 +905,7 @@ impl<F: Fs> Shard<F> {
                 continue;
             }
             let mut rd = peer.raft.ready();
+            let must_sync = rd.must_sync();
             if let Some(ss) = rd.ss() {
                 if ss.raft_state != StateRole::Leader {
                     peer.on_lost_leadership();
@@ -925,10 +930,17 @@ impl<F: Fs> Shard<F> {
                 peer.raft.mut_store().append(&ents);
             }
             if let Some(hs) = rd.hs() {
-                wal_batch.put_hard_state(
-                    *id,
-                    ekv_wal::HardState { term: hs.term, vote: hs.vote, commit: hs.commit },
-                );
+                let state = ekv_wal::HardState { term: hs.term, vote: hs.vote, commit: hs.commit };
+                if must_sync {
+                    wal_batch.put_hard_state(*id, state);
+                    self.lazy_hard_states.remove(id);
+                } else {
+                    // Only the commit index moved: it need not be durable
+                    // (a restart learns it again from the leader, and never
+                    // goes below the applied index), so it rides on the next
+                    // write instead of costing an fdatasync of its own.
+                    self.lazy_hard_states.insert(*id, state);
+                }
                 peer.raft.mut_store().hard_state = hs.clone();
             }
             if !rd.read_states().is_empty() {
@@ -939,6 +951,11 @@ impl<F: Fs> Shard<F> {
             readies.push((*id, rd, snap_index));
         }
         if !wal_batch.is_empty() {
+            for (id, hs) in std::mem::take(&mut self.lazy_hard_states) {
+                if self.peers.contains_key(&id) {
+                    wal_batch.put_hard_state(id, hs);
+                }
+            }
             self.wal.write(&mut wal_batch).await?;
             self.stats.wal_writes += 1;
         }
@@ -1137,6 +1154,7 @@ impl<F: Fs> Shard<F> {
 
     async fn destroy_peer(&mut self, id: RegionId) -> Result<()> {
         let Some(mut peer) = self.peers.remove(&id) else { return Ok(()) };
+        self.lazy_hard_states.remove(&id);
         peer.fail_all(|| Error::RegionRemoved(id));
         let mut st = peer.state().clone();
         let mut batch = WriteBatch::new();
@@ -1307,6 +1325,11 @@ impl<F: Fs> Shard<F> {
         }
         self.lsm.flush().await?;
         self.release_wal_work();
+        for (id, hs) in std::mem::take(&mut self.lazy_hard_states) {
+            if self.peers.contains_key(&id) {
+                self.wal_extra.put_hard_state(id, hs);
+            }
+        }
         if !self.wal_extra.is_empty() {
             self.wal.write(&mut self.wal_extra).await?;
         }

@@ -48,8 +48,12 @@ fn seed_sweep_with_random_partitions_crashes_and_loss() {
                     if let Some(region) = c.region_for(b"a") {
                         if let Some((leader, _)) = c.leader(region.id) {
                             let change = if region.peers.len() == 3 {
-                                let store = (1..=4).map(StoreId).find(|s| region.peer_on(*s).is_none()).unwrap();
-                                ekv_engine::PeerChange::AddVoter(PeerMeta { id: PeerId(c.pd.alloc()), store_id: store })
+                                let store =
+                                    (1..=4).map(StoreId).find(|s| region.peer_on(*s).is_none()).unwrap();
+                                ekv_engine::PeerChange::AddVoter(PeerMeta {
+                                    id: PeerId(c.pd.alloc()),
+                                    store_id: store,
+                                })
                             } else {
                                 let p = region.peers.iter().copied().find(|p| p.store_id != leader).unwrap();
                                 ekv_engine::PeerChange::Remove(p)
