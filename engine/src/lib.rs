@@ -22,6 +22,45 @@
 //!
 //! Rule: this crate depends on `ekv-proto`, `ekv-io`, `ekv-wal`, `ekv-lsm`
 //! and raft-rs; never on sockets (`net` implements [`Transport`]).
+//!
+//! A one-replica region on one shard, driven by hand as a shell would:
+//!
+//! ```
+//! use std::{cell::RefCell, rc::Rc};
+//! use ekv_engine::{Command, Config, Request, Response, Shard, StoreRouter, WriteOp};
+//! use ekv_io::MemFs;
+//! use ekv_proto::{PeerId, PeerMeta, Region, RegionEpoch, RegionId, ShardId, StoreId};
+//!
+//! futures::executor::block_on(async {
+//!     let cfg = Rc::new(Config { randomized_election: false, ..Config::default() });
+//!     let router = StoreRouter::new(1);
+//!     let mut shard = Shard::open(MemFs::default(), "/s0".into(), cfg, StoreId(1), ShardId(0), router)
+//!         .await
+//!         .unwrap();
+//!     let region = Region {
+//!         id: RegionId(1),
+//!         epoch: RegionEpoch { conf_ver: 1, version: 1 },
+//!         peers: vec![PeerMeta { id: PeerId(1), store_id: StoreId(1) }],
+//!         ..Region::default()
+//!     };
+//!     shard.bootstrap_region(region.clone()).await.unwrap();
+//!     // Tick until the single peer has elected itself.
+//!     while !shard.peer_status()[0].is_leader {
+//!         shard.tick();
+//!         shard.handle_ready().await.unwrap();
+//!     }
+//!     let answer = Rc::new(RefCell::new(None));
+//!     let slot = answer.clone();
+//!     let put = WriteOp::Put { cf: "default".into(), key: "k".into(), value: "v".into() };
+//!     let req = Request { region_id: region.id, epoch: region.epoch, cmd: Command::Write(vec![put]) };
+//!     shard.on_command(req, Box::new(move |r| *slot.borrow_mut() = Some(r)));
+//!     while answer.borrow().is_none() {
+//!         shard.handle_ready().await.unwrap();
+//!     }
+//!     assert_eq!(answer.borrow_mut().take().unwrap().unwrap(), Response::Written);
+//!     shard.close().await.unwrap();
+//! });
+//! ```
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 #![allow(async_fn_in_trait)]
