@@ -38,9 +38,10 @@ impl std::fmt::Debug for Proposal {
 pub(crate) struct Flow {
     pub written_bytes: u64,
     pub written_keys: u64,
-    pub read_bytes: u64,
-    pub read_keys: u64,
 }
+
+/// Bytes and keys read, counted by read tasks after they leave the shard.
+pub(crate) type ReadFlow = std::rc::Rc<std::cell::Cell<(u64, u64)>>;
 
 /// One replica of a region on this shard.
 pub(crate) struct Peer {
@@ -57,6 +58,8 @@ pub(crate) struct Peer {
     /// Where the other peers live, learned from their messages (an
     /// uninitialized peer knows no other way).
     pub peer_addrs: HashMap<PeerId, ShardAddr>,
+    /// Shard tick at which each other peer was last heard from.
+    pub peer_heard: HashMap<PeerId, u64>,
     /// Not ticking: the region was idle and settled.
     pub hibernating: bool,
     /// Shard tick of the last command or message that did something.
@@ -69,8 +72,10 @@ pub(crate) struct Peer {
     pub approx_keys: u64,
     /// A split was asked of the meta service and not answered yet.
     pub split_asked: bool,
-    /// Load since the last heartbeat.
+    /// Writes since the last heartbeat.
     pub flow: Flow,
+    /// Reads since the last heartbeat.
+    pub read_flow: ReadFlow,
     /// Shard tick of the last log GC check, split check and heartbeat.
     pub last_gc: u64,
     pub last_split_check: u64,
@@ -132,6 +137,7 @@ impl Peer {
             reads: ReadQueue::default(),
             lease_until: 0,
             peer_addrs: HashMap::new(),
+            peer_heard: HashMap::new(),
             hibernating: false,
             last_active: now,
             pending_destroy: false,
@@ -139,6 +145,7 @@ impl Peer {
             approx_keys: 0,
             split_asked: false,
             flow: Flow::default(),
+            read_flow: ReadFlow::default(),
             last_gc: now,
             last_split_check: now,
             last_heartbeat: now,

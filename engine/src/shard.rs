@@ -511,6 +511,7 @@ impl<F: Fs> Shard<F> {
                         start: region.start_key.clone(),
                         end: region.end_key.clone(),
                         read,
+                        flow: peer.read_flow.clone(),
                     });
                 } else {
                     peer.queue_read(read);
@@ -703,6 +704,7 @@ impl<F: Fs> Shard<F> {
         }
         let from_addr = ShardAddr { store: env.from.store_id, shard: env.from_shard };
         peer.peer_addrs.insert(env.from.id, from_addr);
+        peer.peer_heard.insert(env.from.id, now);
         self.known_addrs.insert(from_addr);
         match env.msg {
             PeerMsg::Raft(m) => {
@@ -802,11 +804,18 @@ impl<F: Fs> Shard<F> {
         }
         if now % cfg.pd_store_heartbeat_ticks == 0 {
             let leaders = self.peers.values().filter(|p| p.is_leader()).count() as u64;
+            // Capacity is the file system's, which the shell knows: it
+            // fills it in. This shard's share of the store's usage is its
+            // tables and its WAL segments.
+            let wal = self.wal.stats();
+            let used = self.lsm.stats().levels.iter().map(|l| l.bytes).sum::<u64>()
+                + (wal.segments + wal.spare_segments) as u64 * self.cfg.wal_segment_bytes;
             self.pd.push(PdTask::StoreHeartbeat(StoreHeartbeat {
                 store_id: self.store_id,
                 region_count: self.peers.len() as u64,
                 leader_count: leaders,
                 commands: self.stats.proposals,
+                used,
                 ..Default::default()
             }));
         }
@@ -991,6 +1000,7 @@ impl<F: Fs> Shard<F> {
                         read,
                         start: start.clone(),
                         end: end.clone(),
+                        flow: peer.read_flow.clone(),
                     });
                 }
             }

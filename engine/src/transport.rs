@@ -97,6 +97,8 @@ pub trait PdClient {
     fn report_batch_split(&mut self, regions: &[Region]);
     /// A leader's heartbeat; an operator in the answer goes to `Shard::on_operator`.
     fn region_heartbeat(&mut self, hb: RegionHeartbeat);
-    /// A store's heartbeat.
+    /// A store's heartbeat. Each shard reports its own share (its regions,
+    /// leaders, bytes used); the client sums the shares of one store and
+    /// fills in the capacity of its file system.
     fn store_heartbeat(&mut self, hb: StoreHeartbeat);
 }

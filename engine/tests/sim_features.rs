@@ -192,6 +192,14 @@ fn meta_service_operators_are_carried_out() {
     c.must_put(b"a", b"1");
     c.run_ticks(30);
     assert!(c.pd.heartbeats.contains_key(&RegionId(1)), "no region heartbeat");
+    for _ in 0..3 {
+        assert_eq!(c.must_get(b"a").as_deref(), Some(&b"1"[..]));
+    }
+    c.run_ticks(25);
+    assert_eq!(c.pd.read_keys, 3);
+    let hb = &c.pd.heartbeats[&RegionId(1)];
+    assert!(hb.down_peers.is_empty(), "{hb:?}");
+    assert!(c.pd.store_heartbeats > 0);
     let (leader, _) = c.leader(RegionId(1)).unwrap();
     let shard = c.nodes[&leader].router.owner(RegionId(1)).unwrap();
     let p4 = PeerMeta { id: PeerId(40), store_id: StoreId(4) };
@@ -245,4 +253,20 @@ fn a_seed_replays_exactly() {
     };
     assert_eq!(run(27), run(27));
     assert_ne!(run(27), run(28));
+}
+
+#[test]
+fn heartbeats_name_down_and_pending_peers() {
+    let mut c = started(29);
+    let (leader, _) = c.leader(RegionId(1)).unwrap();
+    let victim = (1..=3).map(StoreId).find(|s| *s != leader).unwrap();
+    c.isolate(victim.get());
+    for i in 0..20u32 {
+        c.must_put(format!("k{i}").as_bytes(), b"v");
+    }
+    c.run_ticks(60);
+    let hb = &c.pd.heartbeats[&RegionId(1)];
+    assert_eq!(hb.down_peers.iter().map(|p| p.store_id).collect::<Vec<_>>(), vec![victim], "{hb:?}");
+    assert_eq!(hb.pending_peers.iter().map(|p| p.store_id).collect::<Vec<_>>(), vec![victim], "{hb:?}");
+    assert!(hb.written_keys > 0 || hb.approximate_keys >= 20, "{hb:?}");
 }

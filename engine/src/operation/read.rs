@@ -76,6 +76,8 @@ pub struct ReadTask {
     /// The region's range when the read was admitted (scans are clipped to it).
     pub(crate) start: Vec<u8>,
     pub(crate) end: Vec<u8>,
+    /// The region's read counters.
+    pub(crate) flow: crate::peer::ReadFlow,
 }
 
 impl std::fmt::Debug for ReadTask {
@@ -87,14 +89,19 @@ impl std::fmt::Debug for ReadTask {
 impl ReadTask {
     /// Runs the read and answers its caller; returns the bytes read.
     pub async fn run<F: Fs>(self, lsm: &Lsm<F>) -> u64 {
-        let ReadTask { snapshot, read, start, end } = self;
+        let ReadTask { snapshot, read, start, end, flow } = self;
         let result = serve(lsm, &snapshot, read.cf, &read.cmd, &start, &end).await;
         let bytes = match &result {
-            Ok(Response::Value(v)) => v.as_ref().map_or(0, |v| v.len() as u64),
-            Ok(Response::Values(vs)) => vs.iter().flatten().map(|v| v.len() as u64).sum(),
-            Ok(Response::Pairs(ps)) => ps.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum(),
-            _ => 0,
+            Ok(Response::Value(v)) => (v.as_ref().map_or(0, |v| v.len() as u64), 1),
+            Ok(Response::Values(vs)) => (vs.iter().flatten().map(|v| v.len() as u64).sum(), vs.len() as u64),
+            Ok(Response::Pairs(ps)) => {
+                (ps.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum(), ps.len() as u64)
+            }
+            _ => (0, 0),
         };
+        let (b, k) = flow.get();
+        flow.set((b + bytes.0, k + bytes.1));
+        let bytes = bytes.0;
         (read.cb)(result);
         bytes
     }

@@ -62,12 +62,15 @@ impl Peer {
             if pr.matched < applied {
                 pending.push(meta);
             }
-            if !pr.recent_active {
+            // Down: silent for two election timeouts (raft-rs's own
+            // `recent_active` is reset at every quorum check, too often to tell).
+            let heard = *self.peer_heard.entry(PeerId(*id)).or_insert(now);
+            if now.saturating_sub(heard) > 2 * cfg.election_ticks as u64 {
                 down.push(meta);
             }
         }
-        let _ = (now, cfg);
         let flow = std::mem::take(&mut self.flow);
+        let (read_bytes, read_keys) = self.read_flow.take();
         RegionHeartbeat {
             region: self.region().clone(),
             leader: self.meta,
@@ -77,8 +80,8 @@ impl Peer {
             approximate_keys: self.approx_keys,
             written_bytes: flow.written_bytes,
             written_keys: flow.written_keys,
-            read_bytes: flow.read_bytes,
-            read_keys: flow.read_keys,
+            read_bytes,
+            read_keys,
         }
     }
 

@@ -157,6 +157,8 @@ pub struct SimPd {
     pub reported_splits: Vec<Vec<Region>>,
     pub heartbeats: BTreeMap<RegionId, RegionHeartbeat>,
     pub store_heartbeats: u64,
+    /// Keys read, summed over all region heartbeats.
+    pub read_keys: u64,
 }
 
 struct PdCollect<'a> {
@@ -173,6 +175,7 @@ impl PdClient for PdCollect<'_> {
         self.pd.reported_splits.push(regions.to_vec());
     }
     fn region_heartbeat(&mut self, hb: RegionHeartbeat) {
+        self.pd.read_keys += hb.read_keys;
         self.pd.heartbeats.insert(hb.region.id, hb);
     }
     fn store_heartbeat(&mut self, _: StoreHeartbeat) {
