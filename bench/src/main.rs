@@ -48,6 +48,7 @@
 //!    only where nothing compares; honour `opts.quick`.
 //! 3. Add `mod <suite>;` and a variant of [`Suite`] here that calls its `run`.
 
+mod engine;
 pub mod harness;
 mod lsm;
 pub mod raw;
@@ -100,6 +101,9 @@ enum Suite {
     /// LSM tree: db_bench-style workloads against RocksDB db_bench and
     /// (feature fjall) fjall.
     Lsm(lsm::LsmArgs),
+    /// Raftstore: three stores in one process, write latency against WAL
+    /// sync + round trip, batching, idle CPU of 10,000 hibernating regions.
+    Engine,
 }
 
 fn main() -> ExitCode {
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
     let result = match cli.suite {
         Suite::Wal => wal::run(&cli.opts),
         Suite::Lsm(args) => lsm::run(&cli.opts, args),
+        Suite::Engine => engine::run(&cli.opts),
     };
     match result {
         Ok(report) => {
@@ -135,5 +140,7 @@ mod tests {
         assert!(Cli::try_parse_from(["ekv-bench"]).is_err());
         let cli = Cli::try_parse_from(["ekv-bench", "lsm", "--quick", "--unpinned"]).unwrap();
         assert!(matches!(cli.suite, Suite::Lsm(a) if a.unpinned) && cli.opts.quick);
+        let cli = Cli::try_parse_from(["ekv-bench", "engine", "--quick", "--json"]).unwrap();
+        assert!(matches!(cli.suite, Suite::Engine) && cli.opts.quick && cli.opts.json);
     }
 }

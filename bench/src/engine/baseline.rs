@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
-use ekv_engine::{Config, DEFAULT_INPUT_CAPACITY};
+use ekv_engine::fsm::DEFAULT_INPUT_CAPACITY;
+use ekv_engine::Config;
 use ekv_io::GlommioFs;
 use ekv_proto::RegionId;
 use ekv_wal::{Entry, HardState, LogBatch, Wal, WalOptions};

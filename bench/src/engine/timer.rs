@@ -67,8 +67,32 @@ impl Timer {
     /// # Errors
     /// The thread cannot be spawned.
     pub fn start() -> std::io::Result<Self> {
-        let shared = Arc::new(Shared::default());
-        let s = shared.clone();
+        let mut t = Self { handle: TimerHandle { shared: Arc::new(Shared::default()) }, thread: None };
+        t.resume()?;
+        Ok(t)
+    }
+
+    /// Stops the timer thread (so that it does not count in a measurement
+    /// of idle CPU). Deadlines armed meanwhile fire once it resumes.
+    pub fn pause(&mut self) {
+        self.handle.shared.lock().stop = true;
+        self.handle.shared.stop.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Starts the timer thread again after [`Timer::pause`]; nothing when
+    /// it runs.
+    ///
+    /// # Errors
+    /// The thread cannot be spawned.
+    pub fn resume(&mut self) -> std::io::Result<()> {
+        if self.thread.is_some() {
+            return Ok(());
+        }
+        self.handle.shared.lock().stop = false;
+        let s = self.handle.shared.clone();
         let thread = std::thread::Builder::new().name("ekv-bench-timer".into()).spawn(move || {
             let mut st = s.lock();
             loop {
@@ -91,7 +115,8 @@ impl Timer {
                 }
             }
         })?;
-        Ok(Self { handle: TimerHandle { shared }, thread: Some(thread) })
+        self.thread = Some(thread);
+        Ok(())
     }
 
     /// A handle for other threads.
@@ -102,17 +127,13 @@ impl Timer {
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        self.handle.shared.lock().stop = true;
-        self.handle.shared.stop.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.pause();
     }
 }
 
 impl TimerHandle {
     /// A future that is ready at `at` (at most [`GRANULARITY`] late while
-    /// the timer runs; never, once it stopped).
+    /// the timer runs; not while it is paused).
     pub fn sleep_until(&self, at: Instant) -> Sleep {
         Sleep { shared: self.shared.clone(), at, key: None }
     }
@@ -196,5 +217,10 @@ mod tests {
         assert!(waited >= Duration::from_millis(50) && waited < Duration::from_secs(2), "{waited:?}");
         assert_eq!(h.block_on(Duration::from_secs(5), async { 7 }), Some(7));
         assert!(h.shared.lock().waiting.is_empty(), "a finished deadline stays armed");
+
+        let mut timer = timer;
+        timer.pause();
+        timer.resume().unwrap();
+        assert_eq!(h.block_on(Duration::from_millis(30), futures::future::pending::<()>()), None);
     }
 }
