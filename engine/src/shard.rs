@@ -708,12 +708,16 @@ impl<F: Fs> Shard<F> {
         self.known_addrs.insert(from_addr);
         match env.msg {
             PeerMsg::Raft(m) => {
+                // Heartbeats and their answers neither count as traffic nor
+                // wake a hibernating peer (answers still in flight when a
+                // leader fell asleep would wake it at once); stepping them
+                // needs no ticking.
                 let quiet =
                     matches!(m.get_msg_type(), MessageType::MsgHeartbeat | MessageType::MsgHeartbeatResponse);
-                if !quiet || peer.hibernating {
+                if !quiet {
                     peer.last_active = now;
+                    peer.hibernating = false;
                 }
-                peer.hibernating = false;
                 let from_member = peer.region().peer(env.from.id).is_some();
                 if peer.is_leader()
                     && !from_member
@@ -900,6 +904,21 @@ impl<F: Fs> Shard<F> {
     /// # Errors
     /// Storage failures; the shard must stop (fail-stop).
     pub async fn handle_ready(&mut self) -> Result<()> {
+        self.round(None).await
+    }
+
+    /// [`Shard::handle_ready`], handing the messages that may leave before
+    /// the WAL sync (a leader's appends, raft allows it) to `transport` just
+    /// before the sync, so that followers write their logs while the leader
+    /// writes its own. The rest go out through [`Shard::flush_io`].
+    ///
+    /// # Errors
+    /// As [`Shard::handle_ready`].
+    pub async fn handle_ready_sending(&mut self, transport: &mut dyn Transport) -> Result<()> {
+        self.round(Some(transport)).await
+    }
+
+    async fn round(&mut self, early: Option<&mut dyn Transport>) -> Result<()> {
         self.round += 1;
         self.stats.rounds += 1;
         self.receive_snapshot_chunks().await?;
@@ -958,6 +977,11 @@ impl<F: Fs> Shard<F> {
             }
             let snap_index = (!rd.snapshot().is_empty()).then(|| rd.snapshot().get_metadata().index);
             readies.push((*id, rd, snap_index));
+        }
+        if let Some(t) = early {
+            for (addr, msgs) in std::mem::take(&mut self.out) {
+                t.send(addr, msgs);
+            }
         }
         if !wal_batch.is_empty() {
             for (id, hs) in std::mem::take(&mut self.lazy_hard_states) {

@@ -341,3 +341,30 @@ fn a_shard_that_cannot_open_fails_the_start() {
         StoreSpec::new(config(2), dir.path().join("store"), id, net.transport_for(id), pd.client_for(id));
     Store::start(spec).expect("start after the blockage is gone").stop().expect("stop");
 }
+
+/// Idle regions stop ticking on the real shell too (answers to the last
+/// heartbeats, still in flight when a leader falls asleep, must not wake it),
+/// and a write wakes its region.
+#[test]
+fn idle_regions_hibernate_and_a_write_wakes_them() {
+    let mut c = Cluster::new(1);
+    let regions: Vec<Region> = (0..20)
+        .map(|i| {
+            let start = if i == 0 { String::new() } else { format!("r{i:02}") };
+            let end = if i == 19 { String::new() } else { format!("r{:02}", i + 1) };
+            region(i + 1, &start, &end, 100 + 3 * i)
+        })
+        .collect();
+    for r in &regions {
+        c.bootstrap(r);
+    }
+    let asleep = |c: &Cluster| -> usize {
+        c.stores.values().flat_map(|s| block_on(s.status())).filter(|st| st.hibernating).count()
+    };
+    wait_until("every peer to hibernate", || asleep(&c) == 60);
+    c.must_put(RegionId(5), "r04x", "v");
+    assert!(asleep(&c) < 60, "a write did not wake its region");
+    wait_until("the written region to hibernate again", || asleep(&c) == 60);
+    assert_eq!(c.must_get(RegionId(5), "r04x").as_deref(), Some(&b"v"[..]));
+    c.stop_all();
+}

@@ -184,7 +184,7 @@ impl ShardLoop {
             self.drain(run).await?;
             self.tick_if_due(run).await?;
             if self.shard.has_ready() {
-                self.shard.handle_ready().await?;
+                self.shard.handle_ready_sending(&mut *self.transport).await?;
             }
             self.dispatch(run);
             if run.stopping {

@@ -352,7 +352,8 @@ impl SimCluster {
                     if !shard.has_ready() {
                         break;
                     }
-                    block_on(shard.handle_ready())
+                    let mut early = Collect { from: *id, out: &mut sent, step };
+                    block_on(shard.handle_ready_sending(&mut early))
                         .unwrap_or_else(|e| panic!("seed {}: {id} shard {i}: round failed: {e}", self.seed));
                 }
                 let shard = &mut node.shards[i];
