@@ -135,6 +135,9 @@ pub struct Shard<F: Fs> {
     pub(crate) tombstones: HashMap<RegionId, PeerState>,
     /// Peers to look at in the next round.
     pub(crate) touched: BTreeSet<RegionId>,
+    /// Peers that tick (not hibernating), as of their last round: a tick
+    /// costs nothing per hibernating region.
+    awake: BTreeSet<RegionId>,
     pub(crate) router: StoreRouter,
     /// Logical time in ticks.
     pub(crate) clock: u64,
@@ -246,6 +249,7 @@ impl<F: Fs> Shard<F> {
             peers: BTreeMap::new(),
             tombstones: HashMap::new(),
             touched: BTreeSet::new(),
+            awake: BTreeSet::new(),
             router,
             clock: 0,
             round,
@@ -768,7 +772,8 @@ impl<F: Fs> Shard<F> {
         let now = self.clock;
         let cfg = self.cfg.clone();
         let mut hibernated = Vec::new();
-        for (id, peer) in self.peers.iter_mut() {
+        for id in &self.awake {
+            let Some(peer) = self.peers.get_mut(id) else { continue };
             if peer.hibernating {
                 continue;
             }
@@ -831,6 +836,13 @@ impl<F: Fs> Shard<F> {
         }
         let silent_after = 2 * self.cfg.election_ticks as u64;
         let last_heard = &self.last_heard;
+        let any_silent = self.known_addrs.iter().any(|a| {
+            a.store != self.store_id
+                && last_heard.get(&a.store).is_none_or(|t| now.saturating_sub(*t) > silent_after)
+        });
+        if !any_silent {
+            return;
+        }
         for (id, peer) in self.peers.iter_mut() {
             if !peer.hibernating {
                 continue;
@@ -1035,6 +1047,12 @@ impl<F: Fs> Shard<F> {
             if peer.raft.has_ready() {
                 self.touched.insert(*id);
             }
+        }
+        for id in &touched {
+            match self.peers.get(id) {
+                Some(p) if !p.hibernating => self.awake.insert(*id),
+                _ => self.awake.remove(id),
+            };
         }
         self.release_wal_work();
         self.run_split_checks().await?;

@@ -51,6 +51,8 @@ const MAINTAIN_EVERY_TICKS: u64 = 100;
 /// Bound of a stall caused by glommio 0.9 parking an executor whose task
 /// queues are still runnable: a pending timer wakes it.
 const KEEP_ALIVE: Duration = Duration::from_millis(10);
+/// The keep-alive period while the LSM has no background work.
+const IDLE_KEEP_ALIVE: Duration = Duration::from_secs(1);
 
 /// What a shard's input channels carry.
 pub(crate) enum ShardInput {
@@ -168,9 +170,15 @@ impl ShardLoop {
             }
         }
         let alive = alive.clone();
+        let lsm = self.shard.lsm().clone();
         glommio::spawn_local(async move {
             while alive.get() {
-                glommio::timer::sleep(KEEP_ALIVE).await;
+                // Only background work can be left runnable by a parked
+                // executor; an idle store sleeps long (10,000 idle regions
+                // must cost almost nothing), and the tick timer wakes it anyway.
+                let st = lsm.stats();
+                let busy = st.immutable_memtables > 0 || st.pending_compaction_bytes > 0;
+                glommio::timer::sleep(if busy { KEEP_ALIVE } else { IDLE_KEEP_ALIVE }).await;
             }
         })
         .detach();
