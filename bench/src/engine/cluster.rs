@@ -133,14 +133,20 @@ impl Cluster {
         &self.handles
     }
 
-    /// Creates `regions` on every store, in one bulk bootstrap per store.
+    /// Creates `regions` on every store that holds one of their replicas, in
+    /// one bulk bootstrap per store.
     ///
     /// # Errors
     /// A store refuses or does not answer.
     pub fn bootstrap(&self, regions: &[Region]) -> Result<(), BoxError> {
         for (i, h) in self.handles.iter().enumerate() {
-            let limit = CALL_TIMEOUT + Duration::from_millis(regions.len() as u64);
-            match self.timer.block_on(limit, h.bootstrap_regions(regions.to_vec())) {
+            let store = StoreId(i as u64 + 1);
+            let mine: Vec<Region> = regions.iter().filter(|r| r.peer_on(store).is_some()).cloned().collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let limit = CALL_TIMEOUT + Duration::from_millis(mine.len() as u64);
+            match self.timer.block_on(limit, h.bootstrap_regions(mine)) {
                 Some(Ok(())) => {}
                 Some(Err(e)) => return Err(format!("bootstrap on store {}: {e}", i + 1).into()),
                 None => {

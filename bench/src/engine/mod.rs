@@ -63,12 +63,13 @@ use ekv_proto::{Region, RegionId};
 
 use self::cluster::{Cluster, Load, LoadResult, Pick, Target};
 use self::timer::Timer;
-use crate::harness::{self, CaseResult, Machine, Report};
+use crate::harness::{self, CaseResult, Latency, Machine, Report};
 use ekv_engine::ShardStats;
 
 type BoxError = Box<dyn std::error::Error>;
 
 const ONE: &str = "write/regions=1/clients=1";
+const ONE_SOLO: &str = "write/regions=1/clients=1/replicas=1";
 const HUNDRED: &str = "write/regions=100/clients=100";
 const MANY: &str = "write/regions=10000/clients=8";
 const IDLE_ON: &str = "idle/regions=10000/hibernate=on";
@@ -153,7 +154,9 @@ pub fn run(opts: &crate::Opts) -> Result<Report, BoxError> {
     let cfg = bench_config(true);
     let mut timer = Timer::start()?;
 
-    // The floors, before any cluster runs.
+    // The floors, before any cluster runs. Dirty pages left by whatever ran
+    // before (a build) would be written back during the baseline's syncs.
+    let _ = std::process::Command::new("sync").status();
     let entry = put_entry_bytes();
     let wal = baseline::wal_append_sync(
         data.path().join("wal-baseline"),
@@ -172,6 +175,35 @@ pub fn run(opts: &crate::Opts) -> Result<Report, BoxError> {
         report.push(CaseResult::plain(case, "p999_us", l.p999()));
     }
     let floor = Floor { p50: wal.p50() + rtt.p50(), p99: wal.p99() + rtt.p99() };
+    // The three stores share one disk here: a replicated write costs three
+    // fdatasyncs on it at about the same time. This floor measures one sync
+    // while two other writers sync too (each writer in its own executor).
+    let x3: Vec<Latency> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..3)
+            .map(|i| {
+                let dir = data.path().join(format!("wal-baseline-x3-{i}"));
+                let payload = bytes::Bytes::from(put_entry_bytes());
+                let cfg = &cfg;
+                let plan = &plan;
+                scope.spawn(move || {
+                    baseline::wal_append_sync(dir, cfg, payload, plan.wal_warmup, plan.wal_appends)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        runs.into_iter().filter_map(|h| h.join().ok().and_then(Result::ok)).collect()
+    });
+    for i in 0..3 {
+        let _ = std::fs::remove_dir_all(data.path().join(format!("wal-baseline-x3-{i}")));
+    }
+    let x3_case = format!("baseline/wal_append_sync_x3/entry={}", put_entry_len());
+    let shared = (x3.len() == 3).then(|| {
+        let mean = |f: &dyn Fn(&Latency) -> f64| x3.iter().map(f).sum::<f64>() / 3.0;
+        let (p50, p99) = (mean(&|l| l.p50()), mean(&|l| l.p99()));
+        report.push(CaseResult::plain(&x3_case, "p50_us", p50));
+        report.push(CaseResult::plain(&x3_case, "p99_us", p99));
+        Floor { p50: p50 + rtt.p50(), p99: p99 + rtt.p99() }
+    });
     report.note(format!(
         "3 stores x {} shard in one process over LocalNetwork + LocalPd, Config defaults: tick {:?}, \
          election {} ticks, heartbeat {} ticks, hibernate after {} ticks",
@@ -195,11 +227,29 @@ pub fn run(opts: &crate::Opts) -> Result<Report, BoxError> {
     ));
 
     let mut failures = Vec::new();
+    if opts.wants(ONE_SOLO) {
+        // One replica: the engine's own path (client hop, round, one sync,
+        // apply, answer) without replication, against the same floor.
+        let load = (1, Pick::OwnRegion, plan.one_client);
+        let r = solo_case(&data.path().join("solo"), &cfg, &plan, &timer, load).and_then(|m| {
+            check_load(ONE_SOLO, &m.load)?;
+            push_write(&mut report, ONE_SOLO, &m, &floor, None);
+            Ok(())
+        });
+        if let Err(e) = r {
+            failures.push(format!("{ONE_SOLO}: {e}"));
+        }
+    }
     if opts.wants(ONE) {
         let load = (1, Pick::OwnRegion, plan.one_client);
         let r = write_case(&data.path().join("one"), &cfg, &plan, &timer, 1, load).and_then(|m| {
             check_load(ONE, &m.load)?;
             push_write(&mut report, ONE, &m, &floor, Some("<= 1.5"));
+            if let Some(shared) = &shared {
+                let l = &m.load.latency;
+                report.push(CaseResult::against(ONE, "p50_us_vs_shared_disk", l.p50(), shared.p50, None));
+                report.push(CaseResult::against(ONE, "p99_us_vs_shared_disk", l.p99(), shared.p99, None));
+            }
             Ok(())
         });
         if let Err(e) = r {
@@ -375,6 +425,25 @@ fn write_case(
         until: now + plan.warmup + length,
         seed: n as u64,
     };
+    let m = measured_load(&c, targets, timer, load)?;
+    c.stop()?;
+    Ok(m)
+}
+
+/// One region with its only replica on store 1, one client.
+fn solo_case(
+    dir: &Path,
+    cfg: &Config,
+    plan: &Plan,
+    timer: &Timer,
+    (tasks, pick, length): (usize, Pick, Duration),
+) -> Result<Measured, BoxError> {
+    let mut regions = cluster::regions(1);
+    regions[0].peers.truncate(1);
+    let (c, targets, _) = start_with(dir, cfg, timer, &regions, plan.leader_wait)?;
+    let now = Instant::now();
+    let load =
+        Load { tasks, pick, measure_from: now + plan.warmup, until: now + plan.warmup + length, seed: 7 };
     let m = measured_load(&c, targets, timer, load)?;
     c.stop()?;
     Ok(m)
