@@ -222,7 +222,7 @@ fn dropping_only_heartbeats_to_a_follower_does_not_stop_writes() {
     let mut c = started(26);
     let (leader, _) = c.leader(RegionId(1)).unwrap();
     let follower = (1..=3).map(StoreId).find(|s| *s != leader).unwrap();
-    c.add_filter(RegionFilter::new(RegionId(1)).to_store(follower).msg_type(MessageType::MsgHeartbeat));
+    c.add_filter(RegionFilter::new(RegionId(1)).only_to(follower).msg_type(MessageType::MsgHeartbeat));
     for i in 0..30u32 {
         c.must_put(format!("k{i}").as_bytes(), b"v");
     }

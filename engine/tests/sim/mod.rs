@@ -104,7 +104,7 @@ impl RegionFilter {
     pub fn new(region: RegionId) -> Self {
         Self { region, to_store: None, msg_type: None }
     }
-    pub fn to_store(mut self, s: StoreId) -> Self {
+    pub fn only_to(mut self, s: StoreId) -> Self {
         self.to_store = Some(s);
         self
     }
