@@ -366,12 +366,7 @@ impl<F: Fs> Shard<F> {
                 },
                 region,
                 tombstone: false,
-                apply: ApplyState {
-                    applied_index: INIT_INDEX,
-                    applied_term: INIT_TERM,
-                    truncated_index: INIT_INDEX,
-                    truncated_term: INIT_TERM,
-                },
+                apply: ApplyState::initial(),
             };
             batch.put(self.meta_cf, &state_key(st.region.id), &st.encode());
             states.push(st);

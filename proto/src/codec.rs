@@ -61,6 +61,37 @@ pub fn crc32c(seed: u32, data: &[u8]) -> u32 {
     crc32c::crc32c_append(seed, data)
 }
 
+/// Frames a record: `version u8 | crc32c u32 LE of body | body`. The one
+/// place where small versioned, checksummed records are framed.
+pub fn framed(version: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 5);
+    out.push(version);
+    out.extend_from_slice(&crc32c(0, body).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// The body of a record made by [`framed`], after checking its version
+/// (`what` names the record in errors) and checksum.
+///
+/// # Errors
+/// [`DecodeError::Invalid`] for another version, [`DecodeError::ChecksumMismatch`],
+/// [`DecodeError::Incomplete`] for a truncated header.
+pub fn unframe<'a>(data: &'a [u8], version: u8, what: &'static str) -> DecodeResult<&'a [u8]> {
+    let mut r = Reader::new(data);
+    let v = r.u8(what)?;
+    if v != version {
+        return Err(DecodeError::Invalid { what, value: u64::from(v) });
+    }
+    let expected = r.u32_le(what)?;
+    let body = &data[r.position()..];
+    let got = crc32c(0, body);
+    if got != expected {
+        return Err(DecodeError::ChecksumMismatch { got, expected });
+    }
+    Ok(body)
+}
+
 /// CRC32C of `a || b` from `crc32c(0, a)`, `crc32c(0, b)` and `b.len()`:
 /// lets a writer checksum each piece of a record once.
 #[inline]
@@ -190,6 +221,21 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn framed_records_check_version_and_checksum() {
+        let rec = framed(3, b"body");
+        assert_eq!(unframe(&rec, 3, "rec").unwrap(), b"body");
+        assert!(matches!(unframe(&rec, 4, "rec"), Err(DecodeError::Invalid { .. })));
+        for i in 0..rec.len() {
+            let mut bad = rec.clone();
+            bad[i] ^= 0x20;
+            assert!(unframe(&bad, 3, "rec").is_err(), "flip at {i}");
+        }
+        for cut in 0..5 {
+            assert!(matches!(unframe(&rec[..cut], 3, "rec"), Err(DecodeError::Incomplete { .. })));
+        }
+    }
     use proptest::prelude::*;
 
     proptest! {

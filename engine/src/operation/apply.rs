@@ -13,7 +13,7 @@ use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType};
 
 use crate::peer::Peer;
 use crate::raft::cmd::{self, CmdHeader, EntryCmd};
-use crate::raft::state::{state_key, ApplyState, PeerState, INIT_INDEX, INIT_TERM};
+use crate::raft::state::{state_key, ApplyState, PeerState};
 use crate::router::{Callback, PeerChange, Response, WriteOp};
 use crate::Fs;
 use crate::{Error, Result};
@@ -323,12 +323,7 @@ impl Peer {
                 peer_id: id.peer_ids[pos],
                 region: new_region,
                 tombstone: false,
-                apply: ApplyState {
-                    applied_index: INIT_INDEX,
-                    applied_term: INIT_TERM,
-                    truncated_index: INIT_INDEX,
-                    truncated_term: INIT_TERM,
-                },
+                apply: ApplyState::initial(),
                 conf_state: ConfState {
                     voters: cs.voters.iter().map(map).collect(),
                     learners: cs.learners.iter().map(map).collect(),

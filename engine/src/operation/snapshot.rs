@@ -23,10 +23,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use ekv_io::{File, IoBuf};
 use ekv_lsm::KeyRange;
-use ekv_proto::codec::{crc32c, put_uvarint, DecodeError, DecodeResult, Reader};
+use ekv_proto::codec::{framed, put_uvarint, unframe, DecodeError, DecodeResult, Reader};
 use ekv_proto::{PeerMeta, Region, RegionId};
 use ekv_wal::LogBatch;
 use raft::eraftpb::{Message, Snapshot};
@@ -58,11 +58,7 @@ impl SnapDesc {
         for s in &self.file_sizes {
             put_uvarint(&mut body, *s);
         }
-        let mut out = Vec::with_capacity(body.len() + 5);
-        out.put_u8(DESC_VERSION);
-        out.put_u32_le(crc32c(0, &body));
-        out.extend_from_slice(&body);
-        out
+        framed(DESC_VERSION, &body)
     }
 
     /// Decodes what [`SnapDesc::encode`] wrote.
@@ -70,18 +66,7 @@ impl SnapDesc {
     /// # Errors
     /// [`DecodeError`] for a wrong version, checksum or layout.
     pub fn decode(data: &[u8]) -> DecodeResult<Self> {
-        let mut r = Reader::new(data);
-        let v = r.u8("snapshot version")?;
-        if v != DESC_VERSION {
-            return Err(DecodeError::Invalid { what: "snapshot version", value: u64::from(v) });
-        }
-        let expected = r.u32_le("snapshot crc")?;
-        let body = &data[r.position()..];
-        let got = crc32c(0, body);
-        if got != expected {
-            return Err(DecodeError::ChecksumMismatch { got, expected });
-        }
-        let mut r = Reader::new(body);
+        let mut r = Reader::new(unframe(data, DESC_VERSION, "snapshot descriptor")?);
         let region = Region::decode_from(&mut r)?;
         let n = r.uvarint("snapshot files")?;
         if n > MAX_SNAP_FILES {

@@ -11,7 +11,7 @@
 //! ```
 
 use bytes::BufMut;
-use ekv_proto::codec::{crc32c, put_uvarint, DecodeError, DecodeResult, Reader};
+use ekv_proto::codec::{framed, put_uvarint, unframe, DecodeError, DecodeResult, Reader};
 use ekv_proto::{PeerId, Region, RegionId, MAX_PEERS};
 use raft::eraftpb::ConfState;
 
@@ -36,6 +36,19 @@ pub struct ApplyState {
     pub truncated_index: u64,
     /// Its term.
     pub truncated_term: u64,
+}
+
+impl ApplyState {
+    /// The state of a region created by bootstrap or a split: an empty log
+    /// truncated at [`INIT_INDEX`].
+    pub fn initial() -> Self {
+        Self {
+            applied_index: INIT_INDEX,
+            applied_term: INIT_TERM,
+            truncated_index: INIT_INDEX,
+            truncated_term: INIT_TERM,
+        }
+    }
 }
 
 /// Everything a peer keeps in the LSM.
@@ -101,11 +114,7 @@ impl PeerState {
         put_ids(&mut body, &cs.voters_outgoing);
         put_ids(&mut body, &cs.learners_next);
         body.put_u8(u8::from(cs.auto_leave));
-        let mut out = Vec::with_capacity(body.len() + 5);
-        out.put_u8(VERSION);
-        out.put_u32_le(crc32c(0, &body));
-        out.extend_from_slice(&body);
-        out
+        framed(VERSION, &body)
     }
 
     /// Decodes what [`PeerState::encode`] wrote.
@@ -113,18 +122,7 @@ impl PeerState {
     /// # Errors
     /// [`DecodeError`] on a wrong version, checksum or layout.
     pub fn decode(data: &[u8]) -> DecodeResult<Self> {
-        let mut r = Reader::new(data);
-        let v = r.u8("peer state version")?;
-        if v != VERSION {
-            return Err(DecodeError::Invalid { what: "peer state version", value: u64::from(v) });
-        }
-        let expected = r.u32_le("peer state crc")?;
-        let body = &data[r.position()..];
-        let got = crc32c(0, body);
-        if got != expected {
-            return Err(DecodeError::ChecksumMismatch { got, expected });
-        }
-        let mut r = Reader::new(body);
+        let mut r = Reader::new(unframe(data, VERSION, "peer state")?);
         let tombstone = match r.u8("tombstone")? {
             0 => false,
             1 => true,
