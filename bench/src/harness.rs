@@ -415,7 +415,7 @@ where
     T: Send + 'static,
 {
     let mut builder = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).name(name);
-    if !is_root() {
+    if !ekv_io::running_as_root() {
         builder = builder.io_memory(2 << 20);
     }
     let handle = builder.spawn(f).unwrap_or_else(|e| panic!("starting glommio executor {name}: {e}"));
@@ -426,19 +426,6 @@ where
         }
         Err(e) => panic!("glommio executor {name}: {e}"),
     }
-}
-
-/// Whether the effective uid is 0, from `/proc/self/status` (no `unsafe`
-/// `geteuid`). Unknown counts as not root, the cautious answer.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("Uid:"))?;
-            // Real, effective, saved, file-system uid.
-            line.split_whitespace().nth(2).map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
 }
 
 /// A benchmark's data directory, removed (with everything in it) on drop.

@@ -30,6 +30,21 @@ pub use glommio_fs::{GlommioFile, GlommioFs};
 pub use mem_fs::{CrashMode, MemFile, MemFs};
 
 use std::ops::Deref;
+
+/// Whether the effective uid is 0, read from `/proc/self/status` (no
+/// `unsafe` `geteuid`); unknown counts as not root, the cautious answer.
+/// glommio executors of non-root processes must ask for less locked memory
+/// (RLIMIT_MEMLOCK applies to them; see linux-only.md).
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Uid:"))?;
+            // Real, effective, saved, file-system uid.
+            line.split_whitespace().nth(2).map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
+}
 use std::path::Path;
 
 /// A buffer that can be handed to [`File::write_at`]. For direct I/O it is

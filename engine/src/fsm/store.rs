@@ -392,7 +392,7 @@ impl Store {
         };
         let transport = Arc::new(spec.transport);
         let pd = Arc::new(spec.pd);
-        let io_memory = spec.io_memory.or_else(|| (!is_root()).then_some(NON_ROOT_IO_MEMORY));
+        let io_memory = spec.io_memory.or_else(|| (!ekv_io::running_as_root()).then_some(NON_ROOT_IO_MEMORY));
         let mut store = Store { handle, dir: spec.dir.clone(), threads: Vec::with_capacity(n) };
         let mut opened = Vec::with_capacity(n);
         let mut failed = None;
@@ -586,17 +586,4 @@ async fn run_shard(ctx: ShardCtx, opened: oneshot::Sender<Result<()>>) -> Result
     };
     let _ = opened.send(Ok(()));
     shard_loop.run().await
-}
-
-/// Whether the effective uid is 0, from `/proc/self/status` (no `unsafe`
-/// `geteuid`). Unknown counts as not root, the cautious answer.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("Uid:"))?;
-            // Real, effective, saved, file-system uid.
-            line.split_whitespace().nth(2).map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
 }
