@@ -10,8 +10,9 @@
 //! Layout (after tikv's raftstore-v2):
 //! - `raft/`: state independent of the thread model: the command codec,
 //!   the persisted [`PeerState`](raft::state::PeerState), raft-rs storage;
-//! - `operation/`: one file per feature (`propose`, `apply`, `read`,
-//!   `snapshot`, `tick`), each an `impl Peer` or `impl Shard` block;
+//! - `operation/`: one file per feature (`input`, `propose`, `apply`,
+//!   `read`, `split`, `snapshot`, `destroy`, `tick`), each an `impl Peer` or
+//!   `impl Shard` block;
 //! - `router/`: messages in and out of shards, the store's region table;
 //! - `fsm/`: the glommio shell that runs shards on pinned executors.
 //!

@@ -32,15 +32,12 @@ use raft::StateRole;
 
 use crate::config::{Config, META_CF};
 use crate::operation::apply::{ApplyCtx, Effect};
-use crate::operation::read::{PendingRead, ReadTask};
+use crate::operation::read::ReadTask;
 use crate::operation::snapshot::SnapState;
 use crate::peer::Peer;
-use crate::raft::cmd::{CmdHeader, EntryCmd};
 use crate::raft::state::{parse_state_key, state_key, ApplyState, PeerState, INIT_INDEX, INIT_TERM};
-use crate::router::{
-    Callback, Command, PeerMsg, RaftEnvelope, Request, Response, ShardAddr, StoreMsg, StoreRouter,
-};
-use crate::transport::{Operator, PdClient, RegionHeartbeat, SplitIds, StoreHeartbeat, Transport};
+use crate::router::{Callback, PeerMsg, RaftEnvelope, ShardAddr, StoreMsg, StoreRouter};
+use crate::transport::{PdClient, RegionHeartbeat, StoreHeartbeat, Transport};
 use crate::Fs;
 use crate::{Error, Result};
 
@@ -54,15 +51,15 @@ pub(crate) enum PdTask {
 }
 
 /// A split waiting for ids.
-struct SplitWaiter {
-    region: RegionId,
-    keys: Vec<Bytes>,
-    cb: Callback,
+pub(crate) struct SplitWaiter {
+    pub region: RegionId,
+    pub keys: Vec<Bytes>,
+    pub cb: Callback,
 }
 
 /// WAL work that must wait until the LSM state allowing it is durable.
 #[derive(Debug, Clone, Copy)]
-enum WalOp {
+pub(crate) enum WalOp {
     Compact(u64),
     Remove,
 }
@@ -117,7 +114,7 @@ pub struct PeerStatus {
     pub initialized: bool,
 }
 
-fn noop_cb() -> Callback {
+pub(crate) fn noop_cb() -> Callback {
     Box::new(|_| {})
 }
 
@@ -137,22 +134,22 @@ pub struct Shard<F: Fs> {
     pub(crate) touched: BTreeSet<RegionId>,
     /// Peers that tick (not hibernating), as of their last round: a tick
     /// costs nothing per hibernating region.
-    awake: BTreeSet<RegionId>,
+    pub(crate) awake: BTreeSet<RegionId>,
     pub(crate) router: StoreRouter,
     /// Logical time in ticks.
     pub(crate) clock: u64,
-    round: u64,
-    wal_extra: LogBatch,
+    pub(crate) round: u64,
+    pub(crate) wal_extra: LogBatch,
     /// Hard states whose only change is the commit index, written with the
     /// next WAL write that happens anyway.
-    lazy_hard_states: BTreeMap<RegionId, ekv_wal::HardState>,
-    wal_deferred: VecDeque<(u64, RegionId, WalOp)>,
+    pub(crate) lazy_hard_states: BTreeMap<RegionId, ekv_wal::HardState>,
+    pub(crate) wal_deferred: VecDeque<(u64, RegionId, WalOp)>,
     pub(crate) out: BTreeMap<ShardAddr, Vec<StoreMsg>>,
     pub(crate) forward: Vec<(ShardId, StoreMsg)>,
     pub(crate) pd: Vec<PdTask>,
     pub(crate) reads: Vec<ReadTask>,
-    split_waiters: HashMap<u64, SplitWaiter>,
-    next_token: u64,
+    pub(crate) split_waiters: HashMap<u64, SplitWaiter>,
+    pub(crate) next_token: u64,
     pub(crate) snap: SnapState<F>,
     /// Shard tick at which each store was last heard from.
     pub(crate) last_heard: HashMap<StoreId, u64>,
@@ -300,7 +297,7 @@ impl<F: Fs> Shard<F> {
     }
 
     /// The hard state and the entries above the truncated index from the WAL.
-    async fn load_log(&self, st: &PeerState) -> Result<(HardState, VecDeque<Entry>)> {
+    pub(crate) async fn load_log(&self, st: &PeerState) -> Result<(HardState, VecDeque<Entry>)> {
         let region = st.region.id;
         let a = st.apply;
         let mut hs = hard_state(a.truncated_term, 0, a.applied_index);
@@ -380,7 +377,7 @@ impl<F: Fs> Shard<F> {
         Ok(())
     }
 
-    fn add_peer(&mut self, st: PeerState, hs: HardState, entries: VecDeque<Entry>) -> Result<()> {
+    pub(crate) fn add_peer(&mut self, st: PeerState, hs: HardState, entries: VecDeque<Entry>) -> Result<()> {
         let region = st.region.id;
         let peer = Peer::new(&self.cfg, self.store_id, st, hs, entries, self.clock)?;
         self.router.register(region, self.id);
@@ -452,412 +449,8 @@ impl<F: Fs> Shard<F> {
 
     // ----- inputs -----
 
-    /// A client command. The callback is called exactly once, possibly
-    /// during this call (refusals), otherwise in a later round.
-    pub fn on_command(&mut self, req: Request, cb: Callback) {
-        let now = self.clock;
-        let region_id = req.region_id;
-        let Some(peer) = self.peers.get_mut(&region_id) else {
-            return cb(Err(match self.router.owner(region_id) {
-                Some(_) => Error::RegionNotFound(region_id),
-                None => Error::RegionNotFound(region_id),
-            }));
-        };
-        if peer.hibernating {
-            peer.hibernating = false;
-        }
-        peer.last_active = now;
-        self.touched.insert(region_id);
-        let h = match peer.admit(&req) {
-            Ok(h) => h,
-            Err(e) => return cb(Err(e)),
-        };
-        let cfg = self.cfg.clone();
-        let refused = match req.cmd {
-            Command::Write(ops) => peer.propose_write(h, ops, cb, now, &cfg),
-            Command::Cas { cf, key, expected, new } => {
-                if !self.cfs.contains_key(&cf) {
-                    return cb(Err(Error::BadRequest(format!("unknown column family {cf:?}"))));
-                }
-                peer.propose_cas(h, EntryCmd::Cas { cf, key, expected, new }, cb, now, &cfg)
-            }
-            cmd @ (Command::Get { .. } | Command::BatchGet { .. } | Command::Scan(_)) => {
-                let (Command::Get { cf, .. }
-                | Command::BatchGet { cf, .. }
-                | Command::Scan(crate::router::Scan { cf, .. })) = &cmd
-                else {
-                    unreachable!("matched above")
-                };
-                let Some(cf) = self.cfs.get(cf).copied() else {
-                    return cb(Err(Error::BadRequest(format!("unknown column family {cf:?}"))));
-                };
-                let keys: Vec<&[u8]> = match &cmd {
-                    Command::Get { key, .. } => vec![key],
-                    Command::BatchGet { keys, .. } => keys.iter().map(|k| k.as_ref()).collect(),
-                    _ => vec![],
-                };
-                for k in keys {
-                    if let Err(e) = crate::operation::apply::check_key(peer.region(), k) {
-                        return cb(Err(e));
-                    }
-                }
-                let read = PendingRead { cmd, cf, cb };
-                if peer.lease_valid(now) {
-                    self.stats.lease_reads += 1;
-                    let region = peer.region();
-                    self.reads.push(ReadTask {
-                        snapshot: self.lsm.snapshot(),
-                        start: region.start_key.clone(),
-                        end: region.end_key.clone(),
-                        read,
-                        flow: peer.read_flow.clone(),
-                    });
-                } else {
-                    peer.queue_read(read);
-                }
-                Ok(())
-            }
-            Command::TransferLeader { to } => {
-                let r = peer.transfer_leader(to);
-                cb(r.map(|_| Response::Done));
-                Ok(())
-            }
-            Command::ChangePeers(changes) => peer.propose_conf_change(h, changes, cb, now),
-            Command::Split { keys } => {
-                if let Err(e) = crate::operation::apply::check_split_keys(peer.region(), &keys) {
-                    return cb(Err(e));
-                }
-                self.ask_split(region_id, keys, cb);
-                Ok(())
-            }
-        };
-        match refused {
-            Ok(()) => self.stats.proposals += 1,
-            Err((cb, e)) => cb(Err(e)),
-        }
-    }
-
-    fn ask_split(&mut self, region_id: RegionId, keys: Vec<Bytes>, cb: Callback) {
-        let Some(peer) = self.peers.get_mut(&region_id) else {
-            return cb(Err(Error::RegionNotFound(region_id)));
-        };
-        peer.split_asked = true;
-        let token = self.next_token;
-        self.next_token += 1;
-        self.pd.push(PdTask::AskSplit { region: peer.region().clone(), count: keys.len(), token });
-        self.split_waiters.insert(token, SplitWaiter { region: region_id, keys, cb });
-    }
-
-    /// The meta service's answer to a split's id request.
-    pub fn on_split_ids(&mut self, token: u64, ids: Result<Vec<SplitIds>>) {
-        let Some(w) = self.split_waiters.remove(&token) else { return };
-        let Some(peer) = self.peers.get_mut(&w.region) else {
-            return (w.cb)(Err(Error::RegionNotFound(w.region)));
-        };
-        peer.split_asked = false;
-        let ids = match ids {
-            Ok(ids) => ids,
-            Err(e) => return (w.cb)(Err(e)),
-        };
-        if !peer.is_leader() {
-            return (w.cb)(Err(Error::NotLeader { region: w.region, leader: peer.leader() }));
-        }
-        let h = CmdHeader { region_id: w.region, epoch: peer.region().epoch };
-        let now = self.clock;
-        let cfg = self.cfg.clone();
-        match peer.propose_split(h, w.keys, ids, w.cb, now, &cfg) {
-            Ok(()) => {
-                peer.split_asked = true;
-                self.touched.insert(w.region);
-            }
-            Err((cb, e)) => cb(Err(e)),
-        }
-    }
-
-    /// An operator from the meta service for `region`'s leader.
-    pub fn on_operator(&mut self, region: RegionId, op: Operator) {
-        let Some(peer) = self.peers.get(&region) else { return };
-        if !peer.is_leader() {
-            return;
-        }
-        let epoch = peer.region().epoch;
-        let cmd = match op {
-            Operator::AddPeer { peer, as_learner: true } => {
-                Command::ChangePeers(vec![crate::router::PeerChange::AddLearner(peer)])
-            }
-            Operator::AddPeer { peer, as_learner: false } => {
-                Command::ChangePeers(vec![crate::router::PeerChange::AddVoter(peer)])
-            }
-            Operator::RemovePeer(p) => Command::ChangePeers(vec![crate::router::PeerChange::Remove(p)]),
-            Operator::TransferLeader(to) => Command::TransferLeader { to },
-            Operator::Split(keys) if keys.is_empty() => {
-                self.split_checks.insert(region);
-                return;
-            }
-            Operator::Split(keys) => Command::Split { keys: keys.into_iter().map(Bytes::from).collect() },
-        };
-        self.on_command(Request { region_id: region, epoch, cmd }, noop_cb());
-    }
-
-    /// A message from another store (or forwarded by another shard).
-    pub fn on_store_msg(&mut self, msg: StoreMsg) {
-        let now = self.clock;
-        match msg {
-            StoreMsg::Probe { from } => {
-                self.last_heard.insert(from, now);
-            }
-            StoreMsg::Peer(env) => {
-                self.last_heard.insert(env.from.store_id, now);
-                if env.to.store_id != self.store_id {
-                    return;
-                }
-                if !self.route_here(&env) {
-                    return;
-                }
-                self.step_envelope(env);
-            }
-            StoreMsg::Snapshot(chunk) => {
-                self.last_heard.insert(chunk.from.store_id, now);
-                if chunk.to.store_id != self.store_id {
-                    return;
-                }
-                let probe = RaftEnvelope {
-                    region_id: chunk.region_id,
-                    from: chunk.from,
-                    from_shard: chunk.from_shard,
-                    to: chunk.to,
-                    epoch: chunk.epoch,
-                    msg: PeerMsg::Raft(Box::default()),
-                };
-                if self.peers.contains_key(&chunk.region_id) || self.route_new(&probe, true) {
-                    self.snap.incoming.push_back(chunk);
-                } else if let Some(s) = self.router.owner(chunk.region_id).filter(|s| *s != self.id) {
-                    self.forward.push((s, StoreMsg::Snapshot(chunk)));
-                }
-            }
-        }
-    }
-
-    /// True when `env` is for a peer of this shard (created if need be);
-    /// otherwise forwards or drops it.
-    fn route_here(&mut self, env: &RaftEnvelope) -> bool {
-        if self.peers.contains_key(&env.region_id) {
-            return true;
-        }
-        let creates = matches!(&env.msg, PeerMsg::Raft(m) if matches!(
-            m.get_msg_type(),
-            MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
-        ));
-        if self.route_new(env, creates) {
-            return true;
-        }
-        if let Some(s) = self.router.owner(env.region_id).filter(|s| *s != self.id) {
-            self.forward.push((s, StoreMsg::Peer(env.clone())));
-        }
-        false
-    }
-
-    /// For a region unknown here: creates an uninitialized peer when `env`
-    /// may create one and the store places the region on this shard.
-    fn route_new(&mut self, env: &RaftEnvelope, creates: bool) -> bool {
-        if let Some(owner) = self.router.owner(env.region_id) {
-            return owner == self.id && self.peers.contains_key(&env.region_id);
-        }
-        if !creates {
-            return false;
-        }
-        if let Some(t) = self.tombstones.get(&env.region_id) {
-            if env.to.id <= t.peer_id || env.epoch.conf_ver < t.region.epoch.conf_ver {
-                return false;
-            }
-        }
-        if self.router.owner_or_place(env.region_id) != self.id {
-            return false;
-        }
-        let st = PeerState {
-            peer_id: env.to.id,
-            region: Region { id: env.region_id, ..Default::default() },
-            ..Default::default()
-        };
-        // A vote cast by an earlier incarnation of this peer is in the WAL.
-        let hs = self
-            .wal
-            .hard_state(env.region_id)
-            .map_or_else(HardState::default, |w| hard_state(w.term, w.vote, 0));
-        match self.add_peer(st, hs, VecDeque::new()) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(region = %env.region_id, error = %e, "cannot create peer");
-                self.router.unregister(env.region_id);
-                false
-            }
-        }
-    }
-
-    fn step_envelope(&mut self, env: RaftEnvelope) {
-        let now = self.clock;
-        let region_id = env.region_id;
-        let Some(peer) = self.peers.get_mut(&region_id) else { return };
-        if env.to.id != peer.meta.id {
-            return;
-        }
-        let from_addr = ShardAddr { store: env.from.store_id, shard: env.from_shard };
-        peer.peer_addrs.insert(env.from.id, from_addr);
-        peer.peer_heard.insert(env.from.id, now);
-        self.known_addrs.insert(from_addr);
-        match env.msg {
-            PeerMsg::Raft(m) => {
-                // Heartbeats and their answers neither count as traffic nor
-                // wake a hibernating peer (answers still in flight when a
-                // leader fell asleep would wake it at once); stepping them
-                // needs no ticking.
-                let quiet =
-                    matches!(m.get_msg_type(), MessageType::MsgHeartbeat | MessageType::MsgHeartbeatResponse);
-                if !quiet {
-                    peer.last_active = now;
-                    peer.hibernating = false;
-                }
-                let from_member = peer.region().peer(env.from.id).is_some();
-                if peer.is_leader()
-                    && !from_member
-                    && peer.is_initialized()
-                    && env.epoch.conf_ver < peer.region().epoch.conf_ver
-                {
-                    // A removed peer that missed its removal: tell it.
-                    let epoch = peer.region().epoch;
-                    let reply = RaftEnvelope {
-                        region_id,
-                        from: peer.meta,
-                        from_shard: self.id,
-                        to: env.from,
-                        epoch,
-                        msg: PeerMsg::Tombstone,
-                    };
-                    self.out.entry(from_addr).or_default().push(StoreMsg::Peer(reply));
-                    return;
-                }
-                let _ = peer.raft.step(*m);
-            }
-            PeerMsg::Hibernate { term, last_index } => {
-                peer.maybe_hibernate_follower(env.from.id, term, last_index);
-            }
-            PeerMsg::Tombstone => {
-                if env.epoch.conf_ver > peer.region().epoch.conf_ver
-                    && peer.region().peer(env.from.id).is_some()
-                    || !peer.is_initialized()
-                {
-                    peer.pending_destroy = true;
-                }
-            }
-        }
-        self.touched.insert(region_id);
-    }
-
-    /// Advances logical time by `ticks` without ticking raft: a shell that
-    /// fell behind its timer (a long pause) catches up the clock this way, so
-    /// that leases, which are measured on this clock, expire in real time.
-    pub fn skip_time(&mut self, ticks: u64) {
-        self.clock += ticks;
-    }
-
-    /// Advances logical time by one tick: ticks every awake peer, and runs
-    /// the periodic work that is due.
-    pub fn tick(&mut self) {
-        self.clock += 1;
-        let now = self.clock;
-        let cfg = self.cfg.clone();
-        let mut hibernated = Vec::new();
-        for id in &self.awake {
-            let Some(peer) = self.peers.get_mut(id) else { continue };
-            if peer.hibernating {
-                continue;
-            }
-            self.stats.peer_ticks += 1;
-            peer.raft.tick();
-            self.touched.insert(*id);
-            if peer.is_leader() {
-                peer.retry_reads(now, cfg.election_ticks as u64);
-                if now >= peer.last_gc + cfg.raft_log_gc_ticks {
-                    peer.last_gc = now;
-                    peer.maybe_compact_log(&cfg);
-                }
-                if now >= peer.last_split_check + cfg.split_check_ticks {
-                    peer.last_split_check = now;
-                    if !peer.split_asked
-                        && (peer.approx_size > cfg.region_split_size
-                            || peer.approx_keys > cfg.region_split_keys)
-                    {
-                        self.split_checks.insert(*id);
-                    }
-                }
-                if now >= peer.last_heartbeat + cfg.pd_heartbeat_ticks {
-                    peer.last_heartbeat = now;
-                    self.pd.push(PdTask::RegionHeartbeat(peer.heartbeat(now, &cfg)));
-                }
-                if let Some(msgs) = peer.maybe_hibernate_leader(now, &cfg) {
-                    hibernated.push((*id, msgs));
-                }
-            }
-        }
-        for (id, msgs) in hibernated {
-            let env = self.envelopes(id, msgs);
-            self.queue_out(env);
-        }
-        if now % cfg.store_probe_ticks == 0 {
-            self.probe_and_wake(now);
-        }
-        if now % cfg.pd_store_heartbeat_ticks == 0 {
-            let leaders = self.peers.values().filter(|p| p.is_leader()).count() as u64;
-            // Capacity is the file system's, which the shell knows: it
-            // fills it in. This shard's share of the store's usage is its
-            // tables and its WAL segments.
-            let wal = self.wal.stats();
-            let used = self.lsm.stats().levels.iter().map(|l| l.bytes).sum::<u64>()
-                + (wal.segments + wal.spare_segments) as u64 * self.cfg.wal_segment_bytes;
-            self.pd.push(PdTask::StoreHeartbeat(StoreHeartbeat {
-                store_id: self.store_id,
-                region_count: self.peers.len() as u64,
-                leader_count: leaders,
-                commands: self.stats.proposals,
-                used,
-                ..Default::default()
-            }));
-        }
-    }
-
-    fn probe_and_wake(&mut self, now: u64) {
-        for addr in &self.known_addrs {
-            self.out.entry(*addr).or_default().push(StoreMsg::Probe { from: self.store_id });
-        }
-        let silent_after = 2 * self.cfg.election_ticks as u64;
-        let last_heard = &self.last_heard;
-        let any_silent = self.known_addrs.iter().any(|a| {
-            a.store != self.store_id
-                && last_heard.get(&a.store).is_none_or(|t| now.saturating_sub(*t) > silent_after)
-        });
-        if !any_silent {
-            return;
-        }
-        for (id, peer) in self.peers.iter_mut() {
-            if !peer.hibernating {
-                continue;
-            }
-            let leader_store = peer.leader().map(|l| l.store_id);
-            let silent = match leader_store {
-                Some(s) if s == self.store_id => false,
-                Some(s) => last_heard.get(&s).is_none_or(|t| now.saturating_sub(*t) > silent_after),
-                None => true,
-            };
-            if silent {
-                peer.hibernating = false;
-                peer.last_active = now;
-                self.touched.insert(*id);
-            }
-        }
-    }
-
     /// Wraps raft messages of region `id` in envelopes for their stores.
-    fn envelopes(&mut self, id: RegionId, msgs: Vec<PeerMsgTo>) -> Vec<(ShardAddr, StoreMsg)> {
+    pub(crate) fn envelopes(&mut self, id: RegionId, msgs: Vec<PeerMsgTo>) -> Vec<(ShardAddr, StoreMsg)> {
         let Some(peer) = self.peers.get(&id) else { return Vec::new() };
         let mut out = Vec::with_capacity(msgs.len());
         for (to, msg) in msgs {
@@ -878,7 +471,7 @@ impl<F: Fs> Shard<F> {
         out
     }
 
-    fn queue_out(&mut self, msgs: Vec<(ShardAddr, StoreMsg)>) {
+    pub(crate) fn queue_out(&mut self, msgs: Vec<(ShardAddr, StoreMsg)>) {
         for (addr, m) in msgs {
             self.stats.messages_sent += 1;
             if addr.store != self.store_id {
@@ -888,7 +481,7 @@ impl<F: Fs> Shard<F> {
         }
     }
 
-    fn send_raft(&mut self, id: RegionId, msgs: Vec<raft::eraftpb::Message>) {
+    pub(crate) fn send_raft(&mut self, id: RegionId, msgs: Vec<raft::eraftpb::Message>) {
         if msgs.is_empty() {
             return;
         }
@@ -1105,43 +698,9 @@ impl<F: Fs> Shard<F> {
         Ok(())
     }
 
-    async fn on_split_applied(&mut self, parent: RegionId, created: Vec<PeerState>) -> Result<()> {
-        let mut regions = Vec::new();
-        let mut is_leader = false;
-        if let Some(p) = self.peers.get(&parent) {
-            regions.push(p.region().clone());
-            is_leader = p.is_leader();
-        }
-        for st in created {
-            let id = st.region.id;
-            regions.push(st.region.clone());
-            if let Some(mut old) = self.peers.remove(&id) {
-                // An uninitialized peer made by the new region's messages
-                // gives way to the split's.
-                old.fail_all(|| Error::RegionNotFound(id));
-            }
-            // The WAL may already hold the new region's log: its vote as an
-            // uninitialized peer, or, when this split is replayed after a
-            // crash, entries it took before (its state was not yet durable).
-            let (hs, entries) = self.load_log(&st).await?;
-            self.add_peer(st, hs, entries)?;
-            if is_leader {
-                // The parent's leader campaigns at once so that the new
-                // region is served without waiting for an election timeout.
-                if let Some(p) = self.peers.get_mut(&id) {
-                    let _ = p.raft.campaign();
-                }
-            }
-        }
-        if is_leader {
-            self.pd.push(PdTask::ReportSplit(regions));
-        }
-        Ok(())
-    }
-
     /// Moves WAL compactions and removals whose LSM state is durable into
     /// the next WAL write; flushes the LSM when the WAL grows long waiting.
-    fn release_wal_work(&mut self) {
+    pub(crate) fn release_wal_work(&mut self) {
         if self.wal_deferred.is_empty() {
             return;
         }
@@ -1197,136 +756,6 @@ impl<F: Fs> Shard<F> {
         self.lsm.flush().await?;
         self.release_wal_work();
         Ok(())
-    }
-
-    async fn destroy_peer(&mut self, id: RegionId) -> Result<()> {
-        let Some(mut peer) = self.peers.remove(&id) else { return Ok(()) };
-        self.lazy_hard_states.remove(&id);
-        peer.fail_all(|| Error::RegionRemoved(id));
-        let mut st = peer.state().clone();
-        let mut batch = WriteBatch::new();
-        if peer.is_initialized() {
-            for (start, end) in self.unowned_parts(&st.region) {
-                for cf in self.cfs.values() {
-                    if end.is_empty() {
-                        batch.delete_from(*cf, &start);
-                    } else {
-                        batch.delete_range(*cf, &start, &end);
-                    }
-                }
-            }
-        }
-        st.tombstone = true;
-        batch.put(self.meta_cf, &state_key(id), &st.encode());
-        batch.set_marker(self.round.to_le_bytes().to_vec());
-        self.lsm.write(batch).await?;
-        self.wal_deferred.push_back((self.round, id, WalOp::Remove));
-        self.router.unregister(id);
-        self.snap.forget(&self.fs, id).await;
-        self.tombstones.insert(id, st);
-        Ok(())
-    }
-
-    /// Parts of `region`'s range that no other peer of this shard covers
-    /// (a stale peer must not delete a newer region's data).
-    fn unowned_parts(&self, region: &Region) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut others: Vec<(&[u8], &[u8])> = self
-            .peers
-            .values()
-            .filter(|p| p.is_initialized() && p.region_id() != region.id)
-            .map(|p| (p.region().start_key.as_slice(), p.region().end_key.as_slice()))
-            .collect();
-        others.sort();
-        let mut parts = Vec::new();
-        let mut cur = region.start_key.clone();
-        let end = region.end_key.as_slice();
-        let before_end = |k: &[u8]| end.is_empty() || k < end;
-        for (s, e) in others {
-            if !before_end(s) {
-                break;
-            }
-            if (!e.is_empty() && e <= cur.as_slice())
-                || s < cur.as_slice() && !e.is_empty() && e <= cur.as_slice()
-            {
-                continue;
-            }
-            if s > cur.as_slice() {
-                parts.push((cur.clone(), s.to_vec()));
-            }
-            if e.is_empty() {
-                return parts;
-            }
-            if e > cur.as_slice() {
-                cur = e.to_vec();
-            }
-        }
-        if before_end(&cur) || end.is_empty() {
-            parts.push((cur, end.to_vec()));
-        }
-        parts
-    }
-
-    async fn run_split_checks(&mut self) -> Result<()> {
-        if self.split_checks.is_empty() {
-            return Ok(());
-        }
-        let due = std::mem::take(&mut self.split_checks);
-        for id in due {
-            let Some(peer) = self.peers.get(&id) else { continue };
-            if !peer.is_leader() || peer.split_asked {
-                continue;
-            }
-            let region = peer.region().clone();
-            let (size, keys, middle) = self.measure(&region).await?;
-            let Some(peer) = self.peers.get_mut(&id) else { continue };
-            peer.approx_size = size;
-            peer.approx_keys = keys;
-            let over = size > self.cfg.region_split_size || keys > self.cfg.region_split_keys;
-            if let Some(k) = middle.filter(|_| over) {
-                self.ask_split(id, vec![k], noop_cb());
-            }
-        }
-        Ok(())
-    }
-
-    /// Size and key count of `region`'s data, and a key near the middle by size.
-    async fn measure(&self, region: &Region) -> Result<(u64, u64, Option<Bytes>)> {
-        let upper = (!region.end_key.is_empty()).then_some(region.end_key.as_slice());
-        let mut total = 0u64;
-        let mut keys = 0u64;
-        let mut samples: Vec<(u64, Bytes)> = Vec::new();
-        let mut names: Vec<&String> = self.cfs.keys().collect();
-        names.sort();
-        for name in names {
-            let cf = self.cfs[name];
-            let mut it =
-                self.lsm.iter(cf, IterOptions { lower: Some(&region.start_key), upper, snapshot: None })?;
-            it.seek_to_first().await?;
-            let mut next_sample = 0u64;
-            while it.valid() {
-                total += (it.key().len() + it.value().len()) as u64;
-                keys += 1;
-                if total >= next_sample {
-                    samples.push((total, Bytes::copy_from_slice(it.key())));
-                    next_sample = total + (self.cfg.region_split_size / 64).max(1);
-                }
-                it.next().await?;
-            }
-        }
-        samples.sort_by(|a, b| a.1.cmp(&b.1));
-        let half = total / 2;
-        let mut acc = 0u64;
-        let mut middle = None;
-        let mut prev = 0u64;
-        for (cum, k) in &samples {
-            acc += cum.saturating_sub(prev).min(*cum);
-            prev = *cum;
-            if acc >= half && k.as_ref() != region.start_key.as_slice() {
-                middle = Some(k.clone());
-                break;
-            }
-        }
-        Ok((total, keys, middle))
     }
 
     // ----- outputs -----
@@ -1389,7 +818,7 @@ impl<F: Fs> Shard<F> {
 /// A message for one peer of a region.
 pub(crate) type PeerMsgTo = (ekv_proto::PeerId, PeerMsg);
 
-fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
+pub(crate) fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
     HardState { term, vote, commit, ..Default::default() }
 }
 

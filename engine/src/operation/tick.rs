@@ -15,8 +15,11 @@ use ekv_proto::PeerId;
 use crate::peer::Peer;
 use crate::raft::cmd::{CmdHeader, EntryCmd};
 use crate::router::PeerMsg;
+use crate::router::StoreMsg;
+use crate::shard::PdTask;
 use crate::shard::PeerMsgTo;
 use crate::transport::RegionHeartbeat;
+use crate::transport::StoreHeartbeat;
 use crate::{Config, Error};
 
 impl Peer {
@@ -135,6 +138,111 @@ impl Peer {
             && self.reads.is_empty()
         {
             self.hibernating = true;
+        }
+    }
+}
+
+impl<F: crate::Fs> crate::shard::Shard<F> {
+    /// Advances logical time by `ticks` without ticking raft: a shell that
+    /// fell behind its timer (a long pause) catches up the clock this way, so
+    /// that leases, which are measured on this clock, expire in real time.
+    pub fn skip_time(&mut self, ticks: u64) {
+        self.clock += ticks;
+    }
+
+    /// Advances logical time by one tick: ticks every awake peer, and runs
+    /// the periodic work that is due.
+    pub fn tick(&mut self) {
+        self.clock += 1;
+        let now = self.clock;
+        let cfg = self.cfg.clone();
+        let mut hibernated = Vec::new();
+        for id in &self.awake {
+            let Some(peer) = self.peers.get_mut(id) else { continue };
+            if peer.hibernating {
+                continue;
+            }
+            self.stats.peer_ticks += 1;
+            peer.raft.tick();
+            self.touched.insert(*id);
+            if peer.is_leader() {
+                peer.retry_reads(now, cfg.election_ticks as u64);
+                if now >= peer.last_gc + cfg.raft_log_gc_ticks {
+                    peer.last_gc = now;
+                    peer.maybe_compact_log(&cfg);
+                }
+                if now >= peer.last_split_check + cfg.split_check_ticks {
+                    peer.last_split_check = now;
+                    if !peer.split_asked
+                        && (peer.approx_size > cfg.region_split_size
+                            || peer.approx_keys > cfg.region_split_keys)
+                    {
+                        self.split_checks.insert(*id);
+                    }
+                }
+                if now >= peer.last_heartbeat + cfg.pd_heartbeat_ticks {
+                    peer.last_heartbeat = now;
+                    self.pd.push(PdTask::RegionHeartbeat(peer.heartbeat(now, &cfg)));
+                }
+                if let Some(msgs) = peer.maybe_hibernate_leader(now, &cfg) {
+                    hibernated.push((*id, msgs));
+                }
+            }
+        }
+        for (id, msgs) in hibernated {
+            let env = self.envelopes(id, msgs);
+            self.queue_out(env);
+        }
+        if now % cfg.store_probe_ticks == 0 {
+            self.probe_and_wake(now);
+        }
+        if now % cfg.pd_store_heartbeat_ticks == 0 {
+            let leaders = self.peers.values().filter(|p| p.is_leader()).count() as u64;
+            // Capacity is the file system's, which the shell knows: it
+            // fills it in. This shard's share of the store's usage is its
+            // tables and its WAL segments.
+            let wal = self.wal.stats();
+            let used = self.lsm.stats().levels.iter().map(|l| l.bytes).sum::<u64>()
+                + (wal.segments + wal.spare_segments) as u64 * self.cfg.wal_segment_bytes;
+            self.pd.push(PdTask::StoreHeartbeat(StoreHeartbeat {
+                store_id: self.store_id,
+                region_count: self.peers.len() as u64,
+                leader_count: leaders,
+                commands: self.stats.proposals,
+                used,
+                ..Default::default()
+            }));
+        }
+    }
+
+    pub(crate) fn probe_and_wake(&mut self, now: u64) {
+        for addr in &self.known_addrs {
+            self.out.entry(*addr).or_default().push(StoreMsg::Probe { from: self.store_id });
+        }
+        let silent_after = 2 * self.cfg.election_ticks as u64;
+        let last_heard = &self.last_heard;
+        let any_silent = self.known_addrs.iter().any(|a| {
+            a.store != self.store_id
+                && last_heard.get(&a.store).is_none_or(|t| now.saturating_sub(*t) > silent_after)
+        });
+        if !any_silent {
+            return;
+        }
+        for (id, peer) in self.peers.iter_mut() {
+            if !peer.hibernating {
+                continue;
+            }
+            let leader_store = peer.leader().map(|l| l.store_id);
+            let silent = match leader_store {
+                Some(s) if s == self.store_id => false,
+                Some(s) => last_heard.get(&s).is_none_or(|t| now.saturating_sub(*t) > silent_after),
+                None => true,
+            };
+            if silent {
+                peer.hibernating = false;
+                peer.last_active = now;
+                self.touched.insert(*id);
+            }
         }
     }
 }
