@@ -55,3 +55,9 @@ id_type!(
     ShardId,
     "shard"
 );
+id_type!(
+    /// A client-chosen tag matching a response frame to its request on one
+    /// connection; many requests may be in flight and answered out of order.
+    RequestId,
+    "request"
+);
