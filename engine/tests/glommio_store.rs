@@ -368,3 +368,34 @@ fn idle_regions_hibernate_and_a_write_wakes_them() {
     assert_eq!(c.must_get(RegionId(5), "r04x").as_deref(), Some(&b"v"[..]));
     c.stop_all();
 }
+
+/// A service registered in the spec starts on every shard's own executor,
+/// before the shard serves: where a network listener goes.
+#[test]
+fn shard_services_start_on_each_shards_executor() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let net = LocalNetwork::new();
+    let pd = LocalPd::new(net.clone(), 1000);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let mut spec = StoreSpec::new(
+        config(2),
+        dir.path().join("store-1"),
+        StoreId(1),
+        net.transport_for(StoreId(1)),
+        pd.client_for(StoreId(1)),
+    );
+    spec.on_shard_start = Some(std::sync::Arc::new(move |shard, handle: ekv_engine::StoreHandle| {
+        let name = std::thread::current().name().unwrap_or("").to_owned();
+        seen2.lock().unwrap().push((shard.get(), name, handle.store_id()));
+    }));
+    let store = Store::start(spec).expect("start");
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen.iter().map(|s| (s.0, s.2)).collect::<Vec<_>>(), vec![(0, StoreId(1)), (1, StoreId(1))]);
+    for (shard, thread, _) in &seen {
+        // glommio names an executor's thread after the executor, plus an id.
+        assert!(thread.starts_with(&format!("ekv-1-{shard}-")), "shard {shard} ran on {thread}");
+    }
+    store.stop().expect("stop");
+}

@@ -16,4 +16,6 @@ mod shard_loop;
 mod store;
 
 pub use local::{LocalNetwork, LocalPd, RegionInfo};
-pub use store::{PdFactory, Store, StoreHandle, StoreSpec, TransportFactory, DEFAULT_INPUT_CAPACITY};
+pub use store::{
+    PdFactory, ShardService, Store, StoreHandle, StoreSpec, TransportFactory, DEFAULT_INPUT_CAPACITY,
+};

@@ -48,7 +48,15 @@ pub struct StoreSpec {
     /// Bytes glommio registers for I/O per executor; `None`: glommio's
     /// default as root, 2 MiB otherwise (`RLIMIT_MEMLOCK`).
     pub io_memory: Option<usize>,
+    /// Called on each shard's executor once the shard is open, before its
+    /// loop runs: where a server spawns its shard-local tasks (a listener
+    /// on the shard's own port), next to the peers it serves.
+    pub on_shard_start: Option<ShardService>,
 }
+
+/// See [`StoreSpec::on_shard_start`]: called with the shard's id and a
+/// handle to the store, on the shard's executor (so it may `spawn_local`).
+pub type ShardService = Arc<dyn Fn(ShardId, StoreHandle) + Send + Sync>;
 
 impl StoreSpec {
     /// A spec with the default input capacity and I/O memory.
@@ -59,7 +67,16 @@ impl StoreSpec {
         transport: TransportFactory,
         pd: PdFactory,
     ) -> Self {
-        Self { cfg, dir, store_id, transport, pd, input_capacity: DEFAULT_INPUT_CAPACITY, io_memory: None }
+        Self {
+            cfg,
+            dir,
+            store_id,
+            transport,
+            pd,
+            input_capacity: DEFAULT_INPUT_CAPACITY,
+            io_memory: None,
+            on_shard_start: None,
+        }
     }
 }
 
@@ -352,6 +369,7 @@ struct ShardCtx {
     transport: Arc<TransportFactory>,
     pd: Arc<PdFactory>,
     max_batch: usize,
+    service: Option<(ShardService, StoreHandle)>,
 }
 
 impl Store {
@@ -411,6 +429,7 @@ impl Store {
                 transport: transport.clone(),
                 pd: pd.clone(),
                 max_batch: spec.input_capacity,
+                service: spec.on_shard_start.clone().map(|f| (f, store.handle.clone())),
             };
             let placement = match spec.cfg.cpus.len() {
                 0 => Placement::Unbound,
@@ -584,6 +603,9 @@ async fn run_shard(ctx: ShardCtx, opened: oneshot::Sender<Result<()>>) -> Result
         pd: (ctx.pd)(ctx.id),
         max_batch: ctx.max_batch,
     };
+    if let Some((service, handle)) = ctx.service {
+        service(ctx.id, handle);
+    }
     let _ = opened.send(Ok(()));
     shard_loop.run().await
 }
