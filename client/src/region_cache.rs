@@ -1,0 +1,214 @@
+//! Which region holds a key, and who leads it, as the client last learned.
+//!
+//! Regions are kept in a map ordered by their end key (an empty end key,
+//! the unbounded one, sorts last), so the region of a key is the first one
+//! whose end lies past the key. What the cache holds may be stale: the
+//! servers refuse a stale route with a typed error and the client feeds the
+//! answer back ([`RegionCache::insert`] of the regions an `EpochNotMatch`
+//! carries, [`RegionCache::set_leader`] from `NotLeader`,
+//! [`RegionCache::invalidate`] on `RegionNotFound`).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use ekv_proto::{PeerMeta, Region, RegionId};
+
+/// The end of a region as a map key: `Inf` (an empty end key) sorts last.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum End {
+    Key(Vec<u8>),
+    Inf,
+}
+
+impl End {
+    fn of(region: &Region) -> Self {
+        if region.end_key.is_empty() {
+            End::Inf
+        } else {
+            End::Key(region.end_key.clone())
+        }
+    }
+}
+
+/// A region and its leader as last learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedRegion {
+    /// The region (range, epoch, replicas).
+    pub region: Region,
+    /// Its leader, if known.
+    pub leader: Option<PeerMeta>,
+}
+
+/// The client's routing table.
+#[derive(Debug, Default, Clone)]
+pub struct RegionCache {
+    by_end: BTreeMap<End, CachedRegion>,
+}
+
+fn overlaps(a: &Region, b: &Region) -> bool {
+    (a.end_key.is_empty() || b.start_key < a.end_key) && (b.end_key.is_empty() || a.start_key < b.end_key)
+}
+
+fn newer(a: &Region, b: &Region) -> bool {
+    (a.epoch.version, a.epoch.conf_ver) > (b.epoch.version, b.epoch.conf_ver)
+}
+
+impl RegionCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of regions cached.
+    pub fn len(&self) -> usize {
+        self.by_end.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.by_end.is_empty()
+    }
+
+    /// The cached region holding `key`, if any.
+    pub fn locate(&self, key: &[u8]) -> Option<&CachedRegion> {
+        let (_, c) = self.by_end.range((Bound::Excluded(End::Key(key.to_vec())), Bound::Unbounded)).next()?;
+        c.region.contains(key).then_some(c)
+    }
+
+    /// The cached region with this id, if any.
+    pub fn get(&self, id: RegionId) -> Option<&CachedRegion> {
+        self.by_end.values().find(|c| c.region.id == id)
+    }
+
+    /// Records `region` (and its leader): it replaces every cached region it
+    /// overlaps that is not newer; if a newer overlapping one is cached,
+    /// `region` is stale and ignored. Returns whether it was taken.
+    pub fn insert(&mut self, region: Region, leader: Option<PeerMeta>) -> bool {
+        let overlapping: Vec<End> = self
+            .by_end
+            .range((Bound::Excluded(End::Key(region.start_key.clone())), Bound::Unbounded))
+            .take_while(|(_, c)| overlaps(&c.region, &region))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if overlapping.iter().any(|k| newer(&self.by_end[k].region, &region)) {
+            return false;
+        }
+        for k in overlapping {
+            self.by_end.remove(&k);
+        }
+        // The same region may sit under an old end key that no longer
+        // overlaps (it shrank by a split): drop it too.
+        self.by_end.retain(|_, c| c.region.id != region.id);
+        self.by_end.insert(End::of(&region), CachedRegion { region, leader });
+        true
+    }
+
+    /// Records `leader` for region `id` (a `NotLeader` answer); a leader
+    /// that is not a replica of the cached region drops the region instead
+    /// (the cache is out of date).
+    pub fn set_leader(&mut self, id: RegionId, leader: Option<PeerMeta>) {
+        let Some(c) = self.by_end.values_mut().find(|c| c.region.id == id) else { return };
+        match leader {
+            Some(l) if c.region.peer(l.id).is_none() => self.invalidate(id),
+            l => c.leader = l,
+        }
+    }
+
+    /// Forgets region `id` (a `RegionNotFound` answer, or a timeout).
+    pub fn invalidate(&mut self, id: RegionId) {
+        self.by_end.retain(|_, c| c.region.id != id);
+    }
+
+    /// Groups `keys` by the cached region holding them, in key order of the
+    /// regions; keys no cached region holds come back apart.
+    pub fn group_by_region<'k>(
+        &self,
+        keys: &'k [Vec<u8>],
+    ) -> (Vec<(RegionId, Vec<&'k [u8]>)>, Vec<&'k [u8]>) {
+        let mut groups: BTreeMap<End, (RegionId, Vec<&[u8]>)> = BTreeMap::new();
+        let mut missing = Vec::new();
+        for k in keys {
+            match self.locate(k) {
+                Some(c) => {
+                    groups.entry(End::of(&c.region)).or_insert_with(|| (c.region.id, Vec::new())).1.push(k)
+                }
+                None => missing.push(k.as_slice()),
+            }
+        }
+        (groups.into_values().collect(), missing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ekv_proto::{PeerId, RegionEpoch, StoreId};
+
+    fn region(id: u64, start: &str, end: &str, version: u64) -> Region {
+        Region {
+            id: RegionId(id),
+            start_key: start.as_bytes().to_vec(),
+            end_key: end.as_bytes().to_vec(),
+            epoch: RegionEpoch { conf_ver: 1, version },
+            peers: (1..=3).map(|s| PeerMeta { id: PeerId(id * 10 + s), store_id: StoreId(s) }).collect(),
+        }
+    }
+
+    fn ids(c: &RegionCache) -> Vec<u64> {
+        c.by_end.values().map(|c| c.region.id.get()).collect()
+    }
+
+    #[test]
+    fn locates_keys_across_bounded_and_unbounded_regions() {
+        let mut c = RegionCache::new();
+        assert!(c.insert(region(1, "", "g", 2), None));
+        assert!(c.insert(region(2, "m", "", 2), None));
+        assert_eq!(c.locate(b"").map(|r| r.region.id), Some(RegionId(1)));
+        assert_eq!(c.locate(b"f\xff").map(|r| r.region.id), Some(RegionId(1)));
+        // The gap [g, m) is not cached.
+        assert_eq!(c.locate(b"g"), None);
+        assert_eq!(c.locate(b"k"), None);
+        assert_eq!(c.locate(b"m").map(|r| r.region.id), Some(RegionId(2)));
+        assert_eq!(c.locate(b"zzz").map(|r| r.region.id), Some(RegionId(2)));
+    }
+
+    #[test]
+    fn a_split_replaces_its_parent_and_a_stale_answer_is_ignored() {
+        let mut c = RegionCache::new();
+        c.insert(region(1, "", "", 1), None);
+        // After a split the parent keeps [, k) and region 2 takes [k, ).
+        assert!(c.insert(region(1, "", "k", 2), None));
+        assert_eq!(ids(&c), vec![1]);
+        assert!(c.insert(region(2, "k", "", 2), None));
+        assert_eq!(ids(&c), vec![1, 2]);
+        // A late answer carrying the pre-split region is refused.
+        assert!(!c.insert(region(1, "", "", 1), None));
+        assert_eq!(ids(&c), vec![1, 2]);
+        assert_eq!(c.locate(b"z").map(|r| r.region.id), Some(RegionId(2)));
+    }
+
+    #[test]
+    fn leaders_are_learned_and_unknown_leaders_drop_the_region() {
+        let mut c = RegionCache::new();
+        let r = region(1, "", "", 1);
+        c.insert(r.clone(), None);
+        c.set_leader(RegionId(1), Some(r.peers[1]));
+        assert_eq!(c.get(RegionId(1)).unwrap().leader, Some(r.peers[1]));
+        c.set_leader(RegionId(1), Some(PeerMeta { id: PeerId(99), store_id: StoreId(9) }));
+        assert!(c.is_empty());
+        c.insert(r, None);
+        c.invalidate(RegionId(1));
+        assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn keys_are_grouped_by_region_in_region_order() {
+        let mut c = RegionCache::new();
+        c.insert(region(1, "", "g", 1), None);
+        c.insert(region(2, "g", "p", 1), None);
+        let keys: Vec<Vec<u8>> = ["q", "a", "h", "b"].iter().map(|k| k.as_bytes().to_vec()).collect();
+        let (groups, missing) = c.group_by_region(&keys);
+        assert_eq!(groups, vec![(RegionId(1), vec![&b"a"[..], &b"b"[..]]), (RegionId(2), vec![&b"h"[..]])]);
+        assert_eq!(missing, vec![&b"q"[..]]);
+    }
+}
