@@ -15,4 +15,4 @@ mod backoff;
 mod region_cache;
 
 pub use backoff::Backoff;
-pub use region_cache::{CachedRegion, RegionCache};
+pub use region_cache::{CachedRegion, KeyGroups, RegionCache};

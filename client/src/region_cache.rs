@@ -39,6 +39,10 @@ pub struct CachedRegion {
     pub leader: Option<PeerMeta>,
 }
 
+/// Keys grouped by the region holding them (regions in key order), and
+/// the keys no cached region holds.
+pub type KeyGroups<'k> = (Vec<(RegionId, Vec<&'k [u8]>)>, Vec<&'k [u8]>);
+
 /// The client's routing table.
 #[derive(Debug, Default, Clone)]
 pub struct RegionCache {
@@ -121,10 +125,7 @@ impl RegionCache {
 
     /// Groups `keys` by the cached region holding them, in key order of the
     /// regions; keys no cached region holds come back apart.
-    pub fn group_by_region<'k>(
-        &self,
-        keys: &'k [Vec<u8>],
-    ) -> (Vec<(RegionId, Vec<&'k [u8]>)>, Vec<&'k [u8]>) {
+    pub fn group_by_region<'k>(&self, keys: &'k [Vec<u8>]) -> KeyGroups<'k> {
         let mut groups: BTreeMap<End, (RegionId, Vec<&[u8]>)> = BTreeMap::new();
         let mut missing = Vec::new();
         for k in keys {

@@ -232,10 +232,7 @@ mod tests {
         append.index = 41;
         append.log_term = 6;
         append.commit = 40;
-        let mut e = Entry::default();
-        e.index = 42;
-        e.term = 7;
-        e.data = b"put k v".to_vec().into();
+        let e = Entry { index: 42, term: 7, data: b"put k v".to_vec().into(), ..Default::default() };
         append.mut_entries().push(e);
         let mut snap = raft::eraftpb::Message::default();
         snap.set_msg_type(MessageType::MsgSnapshot);

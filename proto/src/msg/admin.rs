@@ -87,7 +87,7 @@ impl PeerChange {
 pub struct ChangePeerRequest {
     /// The epoch the sender saw.
     pub epoch: RegionEpoch,
-    /// The changes, 1..=[`MAX_PEERS`].
+    /// The changes, at most [`MAX_PEERS`]; the leader refuses an empty list.
     pub changes: Vec<PeerChange>,
 }
 

@@ -120,20 +120,6 @@ pub(crate) fn get_region(r: &mut Reader<'_>) -> DecodeResult<Region> {
     Region::decode_from(r)
 }
 
-pub(crate) fn put_opt_region(buf: &mut impl BufMut, region: Option<&Region>) {
-    match region {
-        None => buf.put_u8(0),
-        Some(region) => {
-            buf.put_u8(1);
-            put_region(buf, region);
-        }
-    }
-}
-
-pub(crate) fn get_opt_region(r: &mut Reader<'_>, what: &'static str) -> DecodeResult<Option<Region>> {
-    Ok(if get_bool(r, what)? { Some(get_region(r)?) } else { None })
-}
-
 /// `count | item*`.
 pub(crate) fn put_list<B: BufMut, T>(buf: &mut B, items: &[T], mut put: impl FnMut(&mut B, &T)) {
     put_u64(buf, items.len() as u64);

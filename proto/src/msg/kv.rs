@@ -166,7 +166,14 @@ impl Message for ScanRequest {
                 limit: u64::from(l.max_scan_limit),
             });
         }
-        Ok(Self { ctx, start, end, limit, reverse: get_bool(r, "reverse")?, key_only: get_bool(r, "key_only")? })
+        Ok(Self {
+            ctx,
+            start,
+            end,
+            limit,
+            reverse: get_bool(r, "reverse")?,
+            key_only: get_bool(r, "key_only")?,
+        })
     }
 }
 
@@ -392,6 +399,9 @@ impl Message for CompareAndSwapResponse {
     }
 
     fn decode_from(r: &mut Reader<'_>, l: &FrameLimits) -> DecodeResult<Self> {
-        Ok(Self { succeeded: get_bool(r, "succeeded")?, previous: get_opt_bytes(r, "previous value", l.max_value)? })
+        Ok(Self {
+            succeeded: get_bool(r, "succeeded")?,
+            previous: get_opt_bytes(r, "previous value", l.max_value)?,
+        })
     }
 }
