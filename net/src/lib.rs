@@ -2,7 +2,7 @@
 //!
 //! Built so far: [`raft_codec`], the encoding of the raft traffic between
 //! stores (the `StoreMsg`s of one round to one destination shard, as one
-//! frame body). Shard servers, the store-to-store transport implementing
+//! frame body), and [`errors`], where raftstore errors become wire errors. Shard servers, the store-to-store transport implementing
 //! `ekv_engine::Transport`, and the frame I/O over TCP come next (see the
 //! README's "What works today").
 //!
@@ -12,4 +12,5 @@
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod errors;
 pub mod raft_codec;
