@@ -12,5 +12,6 @@
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod dispatch;
 pub mod errors;
 pub mod raft_codec;

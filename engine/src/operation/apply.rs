@@ -376,11 +376,11 @@ impl Peer {
         region.peers = members.iter().filter_map(|id| known.get(&PeerId(*id)).copied()).collect();
         region.epoch.conf_ver += cc.changes.len().max(1) as u64;
         let st = &mut self.raft.mut_store().state;
-        st.region = region;
+        st.region = region.clone();
         st.conf_state = cs;
         if !members.contains(&self.meta.id.get()) {
             self.pending_destroy = true;
         }
-        Ok(Ok(Response::Done))
+        Ok(Ok(Response::Changed(region)))
     }
 }

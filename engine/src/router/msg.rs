@@ -161,6 +161,8 @@ pub enum Response {
     Done,
     /// A split was applied: the resulting regions, left to right.
     Split(Vec<Region>),
+    /// A membership change was applied: the region with its new replicas.
+    Changed(Region),
 }
 
 /// Called once with the outcome of a command.
