@@ -15,3 +15,4 @@
 pub mod dispatch;
 pub mod errors;
 pub mod raft_codec;
+pub mod server;

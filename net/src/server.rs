@@ -1,0 +1,200 @@
+//! A shard's server: a listener on the shard's own port (base port plus
+//! shard index), on the shard's own executor, so that a client that knows
+//! a region's shard reaches the core that owns it with no hop.
+//!
+//! Per connection:
+//! 1. a reader task feeds bytes to a [`FrameDecoder`]; every whole frame
+//!    becomes a request task, up to `max_in_flight` at once (then the reader
+//!    stops reading: TCP pushes back on the client, other connections go on);
+//! 2. each request task decodes its message, calls the store (a region on
+//!    another shard is forwarded over the store's bounded channel; an
+//!    unknown region gets RegionNotFound), and queues its answer;
+//! 3. a writer task sends answers as they come, matched by request id, in
+//!    any order.
+//!
+//! Bad input: a frame whose header is wrong (magic, version, checksum,
+//! oversize) gets one error frame and the connection is closed; a frame of
+//! an unknown type or with a malformed body gets an error frame and the
+//! connection goes on. Each is logged in one line.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use ekv_engine::{Request, StoreHandle};
+use ekv_proto::frame::{Frame, FrameDecoder, FrameError, FrameFlags, FrameHeader, FrameLimits, HEADER_LEN};
+use ekv_proto::msg::{AnyMessage, ErrorResponse};
+use ekv_proto::{RegionId, RequestId, ShardId};
+use futures::channel::mpsc;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use futures::StreamExt;
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::dispatch::{to_command, to_response};
+use crate::errors::to_wire;
+
+/// Settings of the shard servers of a store.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (the port is `base_port + shard`).
+    pub host: std::net::IpAddr,
+    /// Port of shard 0.
+    pub base_port: u16,
+    /// Frame and message limits.
+    pub limits: FrameLimits,
+    /// Requests one connection may have in flight; beyond it the server
+    /// stops reading that connection until answers leave.
+    pub max_in_flight: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: std::net::IpAddr::from([127, 0, 0, 1]),
+            base_port: 20160,
+            limits: FrameLimits::default(),
+            max_in_flight: 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The address shard `shard` listens on.
+    pub fn addr(&self, shard: ShardId) -> SocketAddr {
+        SocketAddr::new(self.host, self.base_port + shard.get() as u16)
+    }
+}
+
+/// Binds shard `shard`'s listener and spawns its accept loop on the current
+/// glommio executor: call it from `StoreSpec::on_shard_start`.
+///
+/// # Errors
+/// The port cannot be bound.
+pub fn spawn_shard_server(cfg: Rc<ServerConfig>, shard: ShardId, store: StoreHandle) -> std::io::Result<()> {
+    let addr = cfg.addr(shard);
+    let listener = TcpListener::bind(addr).map_err(|e| std::io::Error::other(e.to_string()))?;
+    glommio::spawn_local(async move {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    glommio::spawn_local(serve(stream, cfg.clone(), store.clone())).detach();
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "accept failed");
+                    glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    })
+    .detach();
+    Ok(())
+}
+
+/// The frame of an answer; an answer over the frame limit becomes the
+/// FrameTooLarge error instead.
+fn frame_bytes(msg: &AnyMessage, region: RegionId, request: RequestId, limits: &FrameLimits) -> Vec<u8> {
+    let framed = |msg: &AnyMessage| -> Result<Vec<u8>, FrameError> {
+        let body = msg.encode_into_vec();
+        if body.len() > limits.max_frame_body as usize {
+            return Err(FrameError::TooLarge {
+                len: body.len() as u64,
+                limit: u64::from(limits.max_frame_body),
+            });
+        }
+        let flags = match msg {
+            AnyMessage::ErrorResponse(_) => FrameFlags::RESPONSE.union(FrameFlags::ERROR),
+            _ => FrameFlags::RESPONSE,
+        };
+        let mut out = vec![0u8; HEADER_LEN];
+        let mut h = [0u8; HEADER_LEN];
+        FrameHeader::new(msg.msg_type(), flags, region, request, body.len() as u32).encode_into(&mut h);
+        out.copy_from_slice(&h);
+        out.extend_from_slice(&body);
+        Ok(out)
+    };
+    framed(msg).unwrap_or_else(|e| {
+        let err = AnyMessage::ErrorResponse(ErrorResponse::from(e));
+        framed(&err).unwrap_or_default()
+    })
+}
+
+async fn serve(stream: TcpStream, cfg: Rc<ServerConfig>, store: StoreHandle) {
+    let peer = stream.peer_addr().ok();
+    let (mut rd, mut wr) = stream.split();
+    let (tx, mut rx) = mpsc::unbounded::<Vec<u8>>();
+    let in_flight = Rc::new(Cell::new(0usize));
+    let writer = glommio::spawn_local(async move {
+        while let Some(bytes) = rx.next().await {
+            if wr.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.close().await;
+    });
+    let mut decoder = FrameDecoder::new(cfg.limits);
+    let mut buf = vec![0u8; 64 << 10];
+    'read: loop {
+        while in_flight.get() >= cfg.max_in_flight {
+            // Answers must leave before more is read: backpressure.
+            glommio::executor().yield_task_queue_now().await;
+        }
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut data = &buf[..n];
+        while !data.is_empty() {
+            let taken = decoder.feed(data);
+            data = &data[taken..];
+            loop {
+                match decoder.next_frame() {
+                    Ok(Some(frame)) => {
+                        in_flight.set(in_flight.get() + 1);
+                        let (cfg, store, tx, in_flight) =
+                            (cfg.clone(), store.clone(), tx.clone(), in_flight.clone());
+                        glommio::spawn_local(async move {
+                            let bytes = answer(frame, &cfg, &store).await;
+                            let _ = tx.unbounded_send(bytes);
+                            in_flight.set(in_flight.get() - 1);
+                        })
+                        .detach();
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(peer = ?peer, error = %e, "bad frame; closing the connection");
+                        let err = AnyMessage::ErrorResponse(ErrorResponse::from(e));
+                        let _ = tx.unbounded_send(frame_bytes(&err, RegionId(0), RequestId(0), &cfg.limits));
+                        break 'read;
+                    }
+                }
+            }
+            if taken == 0 && !data.is_empty() {
+                // The decoder holds a whole frame it has not handed out.
+                break;
+            }
+        }
+    }
+    drop(tx);
+    // Answers of requests still running go out before the writer stops.
+    let _ = writer.await;
+}
+
+/// The bytes of the answer to one frame.
+async fn answer(frame: Frame, cfg: &ServerConfig, store: &StoreHandle) -> Vec<u8> {
+    let (region, request) = (frame.header.region_id, frame.header.request_id);
+    let reply = match frame.message(&cfg.limits) {
+        Err(e) => {
+            tracing::info!(region = %region, error = %e, "bad request");
+            AnyMessage::ErrorResponse(e)
+        }
+        Ok(msg) => match to_command(msg) {
+            Err(e) => AnyMessage::ErrorResponse(e),
+            Ok((epoch, cmd, expect)) => match store.call(Request { region_id: region, epoch, cmd }).await {
+                Ok(r) => to_response(expect, r).unwrap_or_else(AnyMessage::ErrorResponse),
+                Err(e) => AnyMessage::ErrorResponse(to_wire(&e)),
+            },
+        },
+    };
+    frame_bytes(&reply, region, request, &cfg.limits)
+}
