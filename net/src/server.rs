@@ -124,6 +124,7 @@ async fn serve(stream: TcpStream, cfg: Rc<ServerConfig>, store: StoreHandle) {
     let (mut rd, mut wr) = stream.split();
     let (tx, mut rx) = mpsc::unbounded::<Vec<u8>>();
     let in_flight = Rc::new(Cell::new(0usize));
+    let answered = Rc::new(ekv_io::Event::default());
     let writer = glommio::spawn_local(async move {
         while let Some(bytes) = rx.next().await {
             if wr.write_all(&bytes).await.is_err() {
@@ -137,7 +138,8 @@ async fn serve(stream: TcpStream, cfg: Rc<ServerConfig>, store: StoreHandle) {
     'read: loop {
         while in_flight.get() >= cfg.max_in_flight {
             // Answers must leave before more is read: backpressure.
-            glommio::executor().yield_task_queue_now().await;
+            let g = answered.generation();
+            answered.changed_since(g).await;
         }
         let n = match rd.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -153,10 +155,12 @@ async fn serve(stream: TcpStream, cfg: Rc<ServerConfig>, store: StoreHandle) {
                         in_flight.set(in_flight.get() + 1);
                         let (cfg, store, tx, in_flight) =
                             (cfg.clone(), store.clone(), tx.clone(), in_flight.clone());
+                        let answered = answered.clone();
                         glommio::spawn_local(async move {
                             let bytes = answer(frame, &cfg, &store).await;
                             let _ = tx.unbounded_send(bytes);
                             in_flight.set(in_flight.get() - 1);
+                            answered.notify();
                         })
                         .detach();
                     }
