@@ -1,10 +1,12 @@
 //! ekv's network layer.
 //!
-//! Built so far: [`raft_codec`], the encoding of the raft traffic between
-//! stores (the `StoreMsg`s of one round to one destination shard, as one
-//! frame body), and [`errors`], where raftstore errors become wire errors. Shard servers, the store-to-store transport implementing
-//! `ekv_engine::Transport`, and the frame I/O over TCP come next (see the
-//! README's "What works today").
+//! - [`server`]: a shard's server, on the shard's own executor and port;
+//! - [`transport`]: the store-to-store raft transport over TCP
+//!   (`ekv_engine::Transport`);
+//! - [`raft_codec`]: the raft traffic of one round to one destination shard
+//!   as one frame body;
+//! - [`dispatch`] and [`errors`]: wire requests into raftstore commands, and
+//!   raftstore answers and errors back onto the wire.
 //!
 //! Rule: this crate depends on `ekv-proto`, `ekv-io` and `ekv-engine`; the
 //! raftstore never depends on it (it owns the `Transport` trait that this
@@ -16,3 +18,4 @@ pub mod dispatch;
 pub mod errors;
 pub mod raft_codec;
 pub mod server;
+pub mod transport;

@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 use ekv_engine::{Request, StoreHandle};
 use ekv_proto::frame::{Frame, FrameDecoder, FrameError, FrameFlags, FrameHeader, FrameLimits, HEADER_LEN};
-use ekv_proto::msg::{AnyMessage, ErrorResponse};
+use ekv_proto::msg::{AnyMessage, ErrorResponse, MsgType};
 use ekv_proto::{RegionId, RequestId, ShardId};
 use futures::channel::mpsc;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
@@ -78,7 +78,7 @@ pub fn spawn_shard_server(cfg: Rc<ServerConfig>, shard: ShardId, store: StoreHan
             match listener.accept().await {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    glommio::spawn_local(serve(stream, cfg.clone(), store.clone())).detach();
+                    glommio::spawn_local(serve(stream, cfg.clone(), store.clone(), shard)).detach();
                 }
                 Err(e) => {
                     tracing::warn!(%addr, error = %e, "accept failed");
@@ -119,7 +119,7 @@ fn frame_bytes(msg: &AnyMessage, region: RegionId, request: RequestId, limits: &
     })
 }
 
-async fn serve(stream: TcpStream, cfg: Rc<ServerConfig>, store: StoreHandle) {
+async fn serve(stream: TcpStream, cfg: Rc<ServerConfig>, store: StoreHandle, shard: ShardId) {
     let peer = stream.peer_addr().ok();
     let (mut rd, mut wr) = stream.split();
     let (tx, mut rx) = mpsc::unbounded::<Vec<u8>>();
@@ -151,6 +151,18 @@ async fn serve(stream: TcpStream, cfg: Rc<ServerConfig>, store: StoreHandle) {
             data = &data[taken..];
             loop {
                 match decoder.next_frame() {
+                    Ok(Some(frame)) if is_raft(&frame) => {
+                        // Raft traffic from another store: one-way, no answer.
+                        match frame.message(&cfg.limits) {
+                            Ok(AnyMessage::RaftMessage(m)) => {
+                                crate::transport::deliver(&store, shard, &m.payload);
+                            }
+                            Ok(AnyMessage::SnapshotChunk(m)) => {
+                                crate::transport::deliver(&store, shard, &m.payload);
+                            }
+                            _ => tracing::info!(peer = ?peer, "bad raft frame"),
+                        }
+                    }
                     Ok(Some(frame)) => {
                         in_flight.set(in_flight.get() + 1);
                         let (cfg, store, tx, in_flight) =
@@ -182,6 +194,10 @@ async fn serve(stream: TcpStream, cfg: Rc<ServerConfig>, store: StoreHandle) {
     drop(tx);
     // Answers of requests still running go out before the writer stops.
     let _ = writer.await;
+}
+
+fn is_raft(frame: &Frame) -> bool {
+    matches!(frame.header.kind(), Ok(MsgType::RaftMessage | MsgType::SnapshotChunk))
 }
 
 /// The bytes of the answer to one frame.
