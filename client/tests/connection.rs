@@ -1,0 +1,102 @@
+//! The client's pipelined connection against a real shard server on loopback.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ekv_client::{CallError, Connection};
+use ekv_engine::{Config, LocalNetwork, LocalPd, Store, StoreSpec};
+use ekv_net::server::{spawn_shard_server, ServerConfig};
+use ekv_proto::frame::FrameLimits;
+use ekv_proto::msg::{AnyMessage, GetRequest, PutRequest, RequestContext, WireError};
+use ekv_proto::{PeerId, PeerMeta, Region, RegionEpoch, RegionId, ShardId, StoreId};
+
+const EPOCH: RegionEpoch = RegionEpoch { conf_ver: 1, version: 1 };
+
+fn start(base: u16) -> (Store, std::net::SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let net = LocalNetwork::new();
+    let pd = LocalPd::new(net.clone(), 1000);
+    let cfg = Config { shards: 1, tick_interval: Duration::from_millis(10), ..Config::default() };
+    let server =
+        ServerConfig { base_port: base + (std::process::id() % 20000) as u16, ..ServerConfig::default() };
+    let addr = server.addr(ShardId(0));
+    let mut spec = StoreSpec::new(
+        cfg,
+        dir.path().join("s1"),
+        StoreId(1),
+        net.transport_for(StoreId(1)),
+        pd.client_for(StoreId(1)),
+    );
+    spec.on_shard_start = Some(Arc::new(move |shard, handle| {
+        spawn_shard_server(Rc::new(server.clone()), shard, handle).expect("bind");
+    }));
+    let store = Store::start(spec).expect("start");
+    net.register(&store);
+    let region = Region {
+        id: RegionId(1),
+        epoch: EPOCH,
+        peers: vec![PeerMeta { id: PeerId(1), store_id: StoreId(1) }],
+        ..Region::default()
+    };
+    futures::executor::block_on(store.bootstrap_region(region)).expect("bootstrap");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !futures::executor::block_on(store.status()).iter().any(|p| p.is_leader) {
+        assert!(Instant::now() < deadline, "no leader");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (store, addr, dir)
+}
+
+fn ctx() -> RequestContext {
+    RequestContext { cf: String::new(), epoch: EPOCH }
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(20)
+}
+
+#[test]
+fn many_threads_share_one_pipelined_connection() {
+    let (store, addr, _dir) = start(50000);
+    let conn = Connection::connect(addr, Duration::from_secs(5), FrameLimits::default()).expect("connect");
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let conn = conn.clone();
+            s.spawn(move || {
+                for i in 0..50 {
+                    let key = format!("t{t}-k{i}").into_bytes();
+                    let put = PutRequest { ctx: ctx(), key: key.clone(), value: key.clone() };
+                    let r = conn.call_blocking(&put, RegionId(1), soon()).expect("put");
+                    assert!(matches!(r, AnyMessage::PutResponse(_)), "{r:?}");
+                    let get = GetRequest { ctx: ctx(), key: key.clone() };
+                    match conn.call_blocking(&get, RegionId(1), soon()).expect("get") {
+                        AnyMessage::GetResponse(g) => assert_eq!(g.value, Some(key)),
+                        r => panic!("{r:?}"),
+                    }
+                }
+            });
+        }
+    });
+    // The async form, on any executor.
+    let r = futures::executor::block_on(
+        conn.call(&GetRequest { ctx: ctx(), key: b"t0-k0".to_vec() }, RegionId(1)),
+    );
+    assert!(
+        matches!(r, Ok(AnyMessage::GetResponse(ref g)) if g.value.as_deref() == Some(&b"t0-k0"[..])),
+        "{r:?}"
+    );
+    // Typed errors come back typed.
+    let r = conn.call_blocking(&GetRequest { ctx: ctx(), key: b"k".to_vec() }, RegionId(7), soon());
+    assert_eq!(r, Err(CallError::Wire(WireError::RegionNotFound { region: RegionId(7) })));
+    assert!(r.unwrap_err().definitely_not_applied());
+    // When the server goes away, calls fail as unknown or unsendable, never
+    // hang past their deadline.
+    store.stop().expect("stop");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let r = conn.call_blocking(&GetRequest { ctx: ctx(), key: b"k".to_vec() }, RegionId(1), deadline);
+    assert!(
+        matches!(r, Err(CallError::ConnectionLost(_) | CallError::Send(_) | CallError::Timeout)),
+        "{r:?}"
+    );
+}
