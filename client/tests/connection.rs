@@ -28,8 +28,8 @@ fn start(base: u16) -> (Store, std::net::SocketAddr, tempfile::TempDir) {
         net.transport_for(StoreId(1)),
         pd.client_for(StoreId(1)),
     );
-    spec.on_shard_start = Some(Arc::new(move |shard, handle| {
-        spawn_shard_server(Rc::new(server.clone()), shard, handle).expect("bind");
+    spec.on_shard_start = Some(Arc::new(move |shard, handle, stop| {
+        spawn_shard_server(Rc::new(server.clone()), shard, handle, stop).expect("bind");
     }));
     let store = Store::start(spec).expect("start");
     net.register(&store);

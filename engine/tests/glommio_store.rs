@@ -385,7 +385,7 @@ fn shard_services_start_on_each_shards_executor() {
         net.transport_for(StoreId(1)),
         pd.client_for(StoreId(1)),
     );
-    spec.on_shard_start = Some(std::sync::Arc::new(move |shard, handle: ekv_engine::StoreHandle| {
+    spec.on_shard_start = Some(std::sync::Arc::new(move |shard, handle: ekv_engine::StoreHandle, _stop| {
         let name = std::thread::current().name().unwrap_or("").to_owned();
         seen2.lock().unwrap().push((shard.get(), name, handle.store_id()));
     }));

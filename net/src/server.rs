@@ -21,11 +21,13 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use ekv_engine::fsm::ShardStop;
 use ekv_engine::{Request, StoreHandle};
 use ekv_proto::frame::{Frame, FrameDecoder, FrameError, FrameFlags, FrameHeader, FrameLimits, HEADER_LEN};
 use ekv_proto::msg::{AnyMessage, ErrorResponse, MsgType};
 use ekv_proto::{RegionId, RequestId, ShardId};
 use futures::channel::mpsc;
+use futures::future::{self, Either};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::StreamExt;
 use glommio::net::{TcpListener, TcpStream};
@@ -70,15 +72,30 @@ impl ServerConfig {
 ///
 /// # Errors
 /// The port cannot be bound.
-pub fn spawn_shard_server(cfg: Rc<ServerConfig>, shard: ShardId, store: StoreHandle) -> std::io::Result<()> {
+pub fn spawn_shard_server(
+    cfg: Rc<ServerConfig>,
+    shard: ShardId,
+    store: StoreHandle,
+    stop: ShardStop,
+) -> std::io::Result<()> {
     let addr = cfg.addr(shard);
     let listener = TcpListener::bind(addr).map_err(|e| std::io::Error::other(e.to_string()))?;
     glommio::spawn_local(async move {
         loop {
-            match listener.accept().await {
+            let accepted = {
+                let (accept, stopped) = (listener.accept(), stop.wait());
+                futures::pin_mut!(accept, stopped);
+                match future::select(accept, stopped).await {
+                    Either::Left((r, _)) => r,
+                    // The shard stops: the listener closes with this task.
+                    Either::Right(_) => return,
+                }
+            };
+            match accepted {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    glommio::spawn_local(serve(stream, cfg.clone(), store.clone(), shard)).detach();
+                    let conn = serve(stream, cfg.clone(), store.clone(), shard, stop.clone());
+                    glommio::spawn_local(conn).detach();
                 }
                 Err(e) => {
                     tracing::warn!(%addr, error = %e, "accept failed");
@@ -119,7 +136,13 @@ fn frame_bytes(msg: &AnyMessage, region: RegionId, request: RequestId, limits: &
     })
 }
 
-async fn serve(stream: TcpStream, cfg: Rc<ServerConfig>, store: StoreHandle, shard: ShardId) {
+async fn serve(
+    stream: TcpStream,
+    cfg: Rc<ServerConfig>,
+    store: StoreHandle,
+    shard: ShardId,
+    stop: ShardStop,
+) {
     let peer = stream.peer_addr().ok();
     let (mut rd, mut wr) = stream.split();
     let (tx, mut rx) = mpsc::unbounded::<Vec<u8>>();
@@ -136,12 +159,21 @@ async fn serve(stream: TcpStream, cfg: Rc<ServerConfig>, store: StoreHandle, sha
     let mut decoder = FrameDecoder::new(cfg.limits);
     let mut buf = vec![0u8; 64 << 10];
     'read: loop {
-        while in_flight.get() >= cfg.max_in_flight {
+        while in_flight.get() >= cfg.max_in_flight && !stop.is_stopped() {
             // Answers must leave before more is read: backpressure.
             let g = answered.generation();
             answered.changed_since(g).await;
         }
-        let n = match rd.read(&mut buf).await {
+        let read = {
+            let (read, stopped) = (rd.read(&mut buf), stop.wait());
+            futures::pin_mut!(read, stopped);
+            match future::select(read, stopped).await {
+                Either::Left((r, _)) => r,
+                // The shard stops: the connection closes.
+                Either::Right(_) => break,
+            }
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };

@@ -46,8 +46,8 @@ fn start(base: u16) -> Server {
         net.transport_for(StoreId(1)),
         pd.client_for(StoreId(1)),
     );
-    spec.on_shard_start = Some(Arc::new(move |shard, handle| {
-        spawn_shard_server(Rc::new((*server).clone()), shard, handle).expect("bind the shard's port");
+    spec.on_shard_start = Some(Arc::new(move |shard, handle, stop| {
+        spawn_shard_server(Rc::new((*server).clone()), shard, handle, stop).expect("bind the shard's port");
     }));
     let store = Store::start(spec).expect("store starts");
     net.register(&store);

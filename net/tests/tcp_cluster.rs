@@ -45,8 +45,8 @@ fn three_stores_replicate_over_tcp() {
             pd.client_for(StoreId(s)),
         );
         let server = ServerConfig { base_port: ports[&s], ..ServerConfig::default() };
-        spec.on_shard_start = Some(Arc::new(move |shard, handle| {
-            spawn_shard_server(Rc::new(server.clone()), shard, handle).expect("bind");
+        spec.on_shard_start = Some(Arc::new(move |shard, handle, stop| {
+            spawn_shard_server(Rc::new(server.clone()), shard, handle, stop).expect("bind");
         }));
         let store = Store::start(spec).expect("start");
         net.register(&store);

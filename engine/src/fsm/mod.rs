@@ -17,5 +17,6 @@ mod store;
 
 pub use local::{LocalNetwork, LocalPd, RegionInfo};
 pub use store::{
-    PdFactory, ShardService, Store, StoreHandle, StoreSpec, TransportFactory, DEFAULT_INPUT_CAPACITY,
+    PdFactory, ShardService, ShardStop, Store, StoreHandle, StoreSpec, TransportFactory,
+    DEFAULT_INPUT_CAPACITY,
 };

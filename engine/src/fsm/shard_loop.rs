@@ -91,6 +91,8 @@ pub(crate) struct ShardLoop {
     pub shard_txs: Vec<mpsc::Sender<ShardInput>>,
     pub transport: Box<dyn Transport>,
     pub pd: Box<dyn PdClient>,
+    /// Fired when the loop ends, for the services beside the shard.
+    pub stop: super::store::ShardStop,
     /// Most inputs taken into one round, so that a flood from other threads
     /// cannot keep the shard from running rounds.
     pub max_batch: usize,
@@ -120,6 +122,10 @@ impl ShardLoop {
             reads: Gate::new(),
         };
         let outcome = self.serve(&mut run).await;
+        // Services (a listener, its connections) end their tasks now; they
+        // run while the shard closes below.
+        self.stop.fire();
+        glommio::executor().yield_now().await;
         let id = self.shard.id();
         if let Err(e) = &outcome {
             tracing::error!(shard = %id, error = %e, "shard failed; stopping it");

@@ -54,9 +54,41 @@ pub struct StoreSpec {
     pub on_shard_start: Option<ShardService>,
 }
 
-/// See [`StoreSpec::on_shard_start`]: called with the shard's id and a
-/// handle to the store, on the shard's executor (so it may `spawn_local`).
-pub type ShardService = Arc<dyn Fn(ShardId, StoreHandle) + Send + Sync>;
+/// See [`StoreSpec::on_shard_start`]: called with the shard's id, a handle
+/// to the store and the shard's [`ShardStop`], on the shard's executor (so
+/// it may `spawn_local`). Its tasks must end when the stop fires: glommio
+/// does not drop tasks left behind when an executor exits.
+pub type ShardService = Arc<dyn Fn(ShardId, StoreHandle, ShardStop) + Send + Sync>;
+
+/// Fires when a shard stops, for the services running beside it.
+#[derive(Debug, Clone, Default)]
+pub struct ShardStop {
+    stopped: Rc<std::cell::Cell<bool>>,
+    event: Rc<ekv_io::Event>,
+}
+
+impl ShardStop {
+    /// True once the shard is stopping.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.get()
+    }
+
+    /// Resolves when the shard is stopping.
+    pub async fn wait(&self) {
+        while !self.stopped.get() {
+            let g = self.event.generation();
+            if self.stopped.get() {
+                break;
+            }
+            self.event.changed_since(g).await;
+        }
+    }
+
+    pub(crate) fn fire(&self) {
+        self.stopped.set(true);
+        self.event.notify();
+    }
+}
 
 impl StoreSpec {
     /// A spec with the default input capacity and I/O memory.
@@ -602,9 +634,11 @@ async fn run_shard(ctx: ShardCtx, opened: oneshot::Sender<Result<()>>) -> Result
         transport: (ctx.transport)(ctx.id),
         pd: (ctx.pd)(ctx.id),
         max_batch: ctx.max_batch,
+        stop: ShardStop::default(),
     };
+    let stop = shard_loop.stop.clone();
     if let Some((service, handle)) = ctx.service {
-        service(ctx.id, handle);
+        service(ctx.id, handle, stop.clone());
     }
     let _ = opened.send(Ok(()));
     shard_loop.run().await
