@@ -51,6 +51,7 @@
 mod engine;
 pub mod harness;
 mod lsm;
+mod net;
 pub mod raw;
 mod wal;
 
@@ -104,6 +105,9 @@ enum Suite {
     /// Raftstore: three stores in one process, write latency against WAL
     /// sync + round trip, batching, idle CPU of 10,000 hibernating regions.
     Engine,
+    /// Network: codec ns per message; one shard server's gets over loopback
+    /// against a plain TCP echo of the same sizes.
+    Net,
 }
 
 fn main() -> ExitCode {
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
         Suite::Wal => wal::run(&cli.opts),
         Suite::Lsm(args) => lsm::run(&cli.opts, args),
         Suite::Engine => engine::run(&cli.opts),
+        Suite::Net => net::run(&cli.opts),
     };
     match result {
         Ok(report) => {
@@ -142,5 +147,7 @@ mod tests {
         assert!(matches!(cli.suite, Suite::Lsm(a) if a.unpinned) && cli.opts.quick);
         let cli = Cli::try_parse_from(["ekv-bench", "engine", "--quick", "--json"]).unwrap();
         assert!(matches!(cli.suite, Suite::Engine) && cli.opts.quick && cli.opts.json);
+        let cli = Cli::try_parse_from(["ekv-bench", "net", "--quick"]).unwrap();
+        assert!(matches!(cli.suite, Suite::Net) && cli.opts.quick);
     }
 }

@@ -96,6 +96,15 @@ impl Inner {
     }
 }
 
+impl Drop for Inner {
+    /// The reader thread holds a clone of the socket: shut it down so that
+    /// the thread sees the end and the server its connection close.
+    fn drop(&mut self) {
+        let w = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let _ = w.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// A pipelined connection to one shard.
 #[derive(Clone)]
 pub struct Connection {

@@ -11,7 +11,10 @@ use std::task::{Context, Poll, Waker};
 #[derive(Debug, Default)]
 struct State {
     generation: u64,
-    wakers: Vec<Waker>,
+    /// Waiters of the current generation; `None` where a wait was dropped.
+    wakers: Vec<Option<Waker>>,
+    /// Slots of dropped waits, reused before the list grows.
+    free: Vec<usize>,
 }
 
 /// See the module doc.
@@ -31,9 +34,10 @@ impl Event {
         let wakers = {
             let mut st = self.state.borrow_mut();
             st.generation += 1;
+            st.free.clear();
             std::mem::take(&mut st.wakers)
         };
-        for w in wakers {
+        for w in wakers.into_iter().flatten() {
             w.wake();
         }
     }
@@ -65,13 +69,36 @@ impl Future for Wait<'_> {
             return Poll::Ready(());
         }
         match self.slot {
-            Some(i) => st.wakers[i].clone_from(cx.waker()),
+            Some(i) => st.wakers[i] = Some(cx.waker().clone()),
             None => {
-                st.wakers.push(cx.waker().clone());
-                self.slot = Some(st.wakers.len() - 1);
+                let waker = Some(cx.waker().clone());
+                let i = match st.free.pop() {
+                    Some(i) => {
+                        st.wakers[i] = waker;
+                        i
+                    }
+                    None => {
+                        st.wakers.push(waker);
+                        st.wakers.len() - 1
+                    }
+                };
+                self.slot = Some(i);
             }
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Wait<'_> {
+    /// A wait dropped before its event fired (it lost a race in a select)
+    /// gives its waker back: each held clone is a task reference.
+    fn drop(&mut self) {
+        let Some(i) = self.slot else { return };
+        let mut st = self.event.state.borrow_mut();
+        if st.generation == self.generation {
+            st.wakers[i] = None;
+            st.free.push(i);
+        }
     }
 }
 
@@ -106,5 +133,21 @@ mod tests {
         event.notify();
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
         assert!(wait.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn waits_dropped_unfired_release_their_wakers_and_slots() {
+        let event = Event::default();
+        let counter = Arc::new(Counter(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..100_000 {
+            let mut wait = Box::pin(event.changed_since(event.generation()));
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(Arc::strong_count(&counter), 2, "dropped waits kept their wakers");
+        assert_eq!(event.state.borrow().wakers.len(), 1, "slots were not reused");
+        event.notify();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
     }
 }

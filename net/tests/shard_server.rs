@@ -179,3 +179,19 @@ fn bad_frames_get_a_typed_error_and_the_server_goes_on() {
     );
     assert!(matches!(message(&frames[1]), AnyMessage::GetResponse(_)));
 }
+
+/// One connection serves far more reads than a glommio task can hold
+/// references (i16): the stop signal a read races against must not keep a
+/// waker per read.
+#[test]
+fn one_connection_serves_forty_thousand_sequential_requests() {
+    let server = start(20000);
+    let mut s = TcpStream::connect(server.addr).expect("connect");
+    let get = request(&GetRequest { ctx: ctx(), key: b"k".to_vec() }, 1, 1);
+    for i in 0..40_000u32 {
+        s.write_all(&get).unwrap();
+        let (frames, closed) = read_frames(&mut s, 1);
+        assert!(!closed, "closed after {i} requests");
+        assert!(matches!(message(&frames[0]), AnyMessage::GetResponse(_)), "request {i}");
+    }
+}
