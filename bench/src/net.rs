@@ -33,19 +33,19 @@
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ekv_client::Connection;
-use ekv_engine::{Config, LocalNetwork, LocalPd, Store, StoreSpec};
-use ekv_net::server::{spawn_shard_server, ServerConfig};
+use ekv_engine::{Config, Store};
+use ekv_net::local::single_replica_server;
+use ekv_net::server::ServerConfig;
 use ekv_proto::frame::{encode_frame, FrameFlags, FrameHeader, FrameLimits, HEADER_LEN};
 use ekv_proto::msg::{
     AnyMessage, GetRequest, GetResponse, KvPair, Message, MsgType, PutRequest, RequestContext, ScanResponse,
 };
-use ekv_proto::{PeerId, PeerMeta, Region, RegionEpoch, RegionId, RequestId, ShardId, StoreId};
+use ekv_proto::{RegionEpoch, RegionId, RequestId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -277,51 +277,9 @@ fn base_port() -> u16 {
 }
 
 fn start_server(dir: &std::path::Path, leader_wait: Duration) -> Result<Server, BoxError> {
-    let net = LocalNetwork::new();
-    let pd = LocalPd::new(net.clone(), 1000);
-    let cfg = Config { shards: 1, ..Config::default() };
     let server = ServerConfig { base_port: base_port(), ..ServerConfig::default() };
-    let addr = server.addr(ShardId(0));
-    let server = Arc::new(server);
-    let bind_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let mut spec = StoreSpec::new(
-        cfg,
-        dir.join("s1"),
-        StoreId(1),
-        net.transport_for(StoreId(1)),
-        pd.client_for(StoreId(1)),
-    );
-    let seen = bind_error.clone();
-    spec.on_shard_start = Some(Arc::new(move |shard, handle, stop| {
-        if let Err(e) = spawn_shard_server(Rc::new((*server).clone()), shard, handle, stop) {
-            *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
-        }
-    }));
-    let store = Store::start(spec).map_err(|e| format!("starting the store: {e}"))?;
-    net.register(&store);
-    let server = Server { store: Some(store), addr };
-    let store = server.store.as_ref().expect("just set");
-    let region = Region {
-        id: REGION,
-        epoch: EPOCH,
-        peers: vec![PeerMeta { id: PeerId(1), store_id: StoreId(1) }],
-        ..Region::default()
-    };
-    futures::executor::block_on(store.bootstrap_region(region)).map_err(|e| format!("bootstrap: {e}"))?;
-    let deadline = Instant::now() + leader_wait;
-    while !futures::executor::block_on(store.status()).iter().any(|p| p.is_leader) {
-        if let Some(e) = bind_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
-            return Err(format!("binding the shard server on {addr}: {e}").into());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("no leader after {leader_wait:?}").into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    if let Some(e) = bind_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
-        return Err(format!("binding the shard server on {addr}: {e}").into());
-    }
-    Ok(server)
+    let (store, addr) = single_replica_server(dir, Config::default(), server, leader_wait)?;
+    Ok(Server { store: Some(store), addr })
 }
 
 /// Writes `keys` pairs through a new connection to `addr`,

@@ -1,50 +1,24 @@
 //! The client's pipelined connection against a real shard server on loopback.
 
-use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ekv_client::{CallError, Connection};
-use ekv_engine::{Config, LocalNetwork, LocalPd, Store, StoreSpec};
-use ekv_net::server::{spawn_shard_server, ServerConfig};
+use ekv_engine::{Config, Store};
+use ekv_net::local::single_replica_server;
+use ekv_net::server::ServerConfig;
 use ekv_proto::frame::FrameLimits;
 use ekv_proto::msg::{AnyMessage, GetRequest, PutRequest, RequestContext, WireError};
-use ekv_proto::{PeerId, PeerMeta, Region, RegionEpoch, RegionId, ShardId, StoreId};
+use ekv_proto::{RegionEpoch, RegionId};
 
 const EPOCH: RegionEpoch = RegionEpoch { conf_ver: 1, version: 1 };
 
 fn start(base: u16) -> (Store, std::net::SocketAddr, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let net = LocalNetwork::new();
-    let pd = LocalPd::new(net.clone(), 1000);
-    let cfg = Config { shards: 1, tick_interval: Duration::from_millis(10), ..Config::default() };
+    let cfg = Config { tick_interval: Duration::from_millis(10), ..Config::default() };
     let server =
         ServerConfig { base_port: base + (std::process::id() % 20000) as u16, ..ServerConfig::default() };
-    let addr = server.addr(ShardId(0));
-    let mut spec = StoreSpec::new(
-        cfg,
-        dir.path().join("s1"),
-        StoreId(1),
-        net.transport_for(StoreId(1)),
-        pd.client_for(StoreId(1)),
-    );
-    spec.on_shard_start = Some(Arc::new(move |shard, handle, stop| {
-        spawn_shard_server(Rc::new(server.clone()), shard, handle, stop).expect("bind");
-    }));
-    let store = Store::start(spec).expect("start");
-    net.register(&store);
-    let region = Region {
-        id: RegionId(1),
-        epoch: EPOCH,
-        peers: vec![PeerMeta { id: PeerId(1), store_id: StoreId(1) }],
-        ..Region::default()
-    };
-    futures::executor::block_on(store.bootstrap_region(region)).expect("bootstrap");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !futures::executor::block_on(store.status()).iter().any(|p| p.is_leader) {
-        assert!(Instant::now() < deadline, "no leader");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (store, addr) =
+        single_replica_server(dir.path(), cfg, server, Duration::from_secs(20)).expect("server");
     (store, addr, dir)
 }
 

@@ -5,6 +5,7 @@
 //!   (`ekv_engine::Transport`);
 //! - [`raft_codec`]: the raft traffic of one round to one destination shard
 //!   as one frame body;
+//! - [`local`]: stores with shard servers in one process (tests, benchmarks);
 //! - [`dispatch`] and [`errors`]: wire requests into raftstore commands, and
 //!   raftstore answers and errors back onto the wire.
 //!
@@ -16,6 +17,7 @@
 
 pub mod dispatch;
 pub mod errors;
+pub mod local;
 pub mod raft_codec;
 pub mod server;
 pub mod transport;

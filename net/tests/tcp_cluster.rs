@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ekv_engine::{Command, Config, LocalNetwork, LocalPd, Request, Response, Store, StoreSpec, WriteOp};
-use ekv_net::server::{spawn_shard_server, ServerConfig};
+use ekv_net::local::serve_shards;
+use ekv_net::server::ServerConfig;
 use ekv_net::transport::{Resolver, TcpTransport};
 use ekv_proto::frame::FrameLimits;
 use ekv_proto::{PeerId, PeerMeta, Region, RegionEpoch, RegionId, StoreId};
@@ -44,10 +44,7 @@ fn three_stores_replicate_over_tcp() {
             transport,
             pd.client_for(StoreId(s)),
         );
-        let server = ServerConfig { base_port: ports[&s], ..ServerConfig::default() };
-        spec.on_shard_start = Some(Arc::new(move |shard, handle, stop| {
-            spawn_shard_server(Rc::new(server.clone()), shard, handle, stop).expect("bind");
-        }));
+        serve_shards(&mut spec, ServerConfig { base_port: ports[&s], ..ServerConfig::default() });
         let store = Store::start(spec).expect("start");
         net.register(&store);
         stores.push(store);
