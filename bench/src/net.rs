@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use ekv_client::Connection;
 use ekv_engine::{Config, Store};
-use ekv_net::local::single_replica_server;
+use ekv_net::local::{free_base_port, single_replica_server};
 use ekv_net::server::ServerConfig;
 use ekv_proto::frame::{encode_frame, FrameFlags, FrameHeader, FrameLimits, HEADER_LEN};
 use ekv_proto::msg::{
@@ -271,13 +271,9 @@ impl Drop for Server {
     }
 }
 
-/// A port for the shard server unlikely to collide with a parallel run.
-fn base_port() -> u16 {
-    45_000 + (std::process::id() % 5_000) as u16
-}
-
 fn start_server(dir: &std::path::Path, leader_wait: Duration) -> Result<Server, BoxError> {
-    let server = ServerConfig { base_port: base_port(), ..ServerConfig::default() };
+    let base_port = free_base_port(ServerConfig::default().host, 1)?;
+    let server = ServerConfig { base_port, ..ServerConfig::default() };
     let (store, addr) = single_replica_server(dir, Config::default(), server, leader_wait)?;
     Ok(Server { store: Some(store), addr })
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use ekv_client::{CallError, Connection};
 use ekv_engine::{Config, Store};
-use ekv_net::local::single_replica_server;
+use ekv_net::local::{free_base_port, single_replica_server};
 use ekv_net::server::ServerConfig;
 use ekv_proto::frame::FrameLimits;
 use ekv_proto::msg::{AnyMessage, GetRequest, PutRequest, RequestContext, WireError};
@@ -12,11 +12,11 @@ use ekv_proto::{RegionEpoch, RegionId};
 
 const EPOCH: RegionEpoch = RegionEpoch { conf_ver: 1, version: 1 };
 
-fn start(base: u16) -> (Store, std::net::SocketAddr, tempfile::TempDir) {
+fn start() -> (Store, std::net::SocketAddr, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = Config { tick_interval: Duration::from_millis(10), ..Config::default() };
-    let server =
-        ServerConfig { base_port: base + (std::process::id() % 20000) as u16, ..ServerConfig::default() };
+    let base_port = free_base_port(ServerConfig::default().host, 1).expect("a free port");
+    let server = ServerConfig { base_port, ..ServerConfig::default() };
     let (store, addr) =
         single_replica_server(dir.path(), cfg, server, Duration::from_secs(20)).expect("server");
     (store, addr, dir)
@@ -32,7 +32,7 @@ fn soon() -> Instant {
 
 #[test]
 fn many_threads_share_one_pipelined_connection() {
-    let (store, addr, _dir) = start(50000);
+    let (store, addr, _dir) = start();
     let conn = Connection::connect(addr, Duration::from_secs(5), FrameLimits::default()).expect("connect");
     std::thread::scope(|s| {
         for t in 0..4 {

@@ -12,6 +12,41 @@ use ekv_proto::{PeerId, PeerMeta, Region, RegionEpoch, RegionId, ShardId, StoreI
 
 use crate::server::{spawn_shard_server, ServerConfig};
 
+/// A base port such that `count` consecutive ports from it are free on
+/// `host` right now, below the kernel's ephemeral range so that outgoing
+/// connections do not take them meanwhile. Tests, benchmarks and the
+/// playground use it so that parallel runs do not collide; a port can
+/// still be taken between this probe and the bind, which then fails loudly.
+///
+/// # Errors
+/// When no run of `count` free ports is found.
+pub fn free_base_port(host: std::net::IpAddr, count: u16) -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const HIGH: u32 = 32_000;
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let seed = std::process::id()
+        .wrapping_mul(7919)
+        .wrapping_add(nanos)
+        .wrapping_add(CALLS.fetch_add(1, Ordering::Relaxed).wrapping_mul(104_729));
+    let count = u32::from(count.max(1));
+    let span = HIGH - LOW - count;
+    for attempt in 0..512u32 {
+        let base = LOW + (seed.wrapping_add(attempt.wrapping_mul(4_099)) % span);
+        let all_free = (base..base + count)
+            .all(|p| std::net::TcpListener::bind(SocketAddr::new(host, p as u16)).is_ok());
+        if all_free {
+            return Ok(base as u16);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no {count} consecutive free ports on {host}"),
+    ))
+}
+
 /// The first port a shard server failed to bind, if any.
 pub type BindError = Arc<Mutex<Option<String>>>;
 

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use ekv_engine::{Config, Store};
-use ekv_net::local::single_replica_server;
+use ekv_net::local::{free_base_port, single_replica_server};
 use ekv_net::server::ServerConfig;
 use ekv_proto::frame::{encode_frame, Frame, FrameDecoder, FrameFlags, FrameHeader, FrameLimits, HEADER_LEN};
 use ekv_proto::msg::{AnyMessage, GetRequest, MsgType, PutRequest, RequestContext, WireError};
@@ -28,12 +28,12 @@ impl Drop for Server {
     }
 }
 
-/// A store with one shard serving region 1 on `base + pid % 20000`.
-fn start(base: u16) -> Server {
+/// A store with one shard serving region 1 on a free port.
+fn start() -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = Config { tick_interval: Duration::from_millis(10), ..Config::default() };
-    let server =
-        ServerConfig { base_port: base + (std::process::id() % 20000) as u16, ..ServerConfig::default() };
+    let base_port = free_base_port(ServerConfig::default().host, 1).expect("a free port");
+    let server = ServerConfig { base_port, ..ServerConfig::default() };
     let (store, addr) =
         single_replica_server(dir.path(), cfg, server, Duration::from_secs(20)).expect("server");
     Server { store: Some(store), addr, _dir: dir }
@@ -79,7 +79,7 @@ fn message(f: &Frame) -> AnyMessage {
 
 #[test]
 fn requests_are_served_pipelined_and_out_of_order() {
-    let server = start(30000);
+    let server = start();
     let mut s = TcpStream::connect(server.addr).expect("connect");
     let put = PutRequest { ctx: ctx(), key: b"k".to_vec(), value: b"v".to_vec() };
     s.write_all(&request(&put, 1, 1)).unwrap();
@@ -113,7 +113,7 @@ fn requests_are_served_pipelined_and_out_of_order() {
 
 #[test]
 fn bad_frames_get_a_typed_error_and_the_server_goes_on() {
-    let server = start(10000);
+    let server = start();
     // Garbage: an error frame, then the connection is closed.
     let mut s = TcpStream::connect(server.addr).expect("connect");
     s.write_all(&[0xab; HEADER_LEN]).unwrap();
@@ -158,7 +158,7 @@ fn bad_frames_get_a_typed_error_and_the_server_goes_on() {
 /// waker per read.
 #[test]
 fn one_connection_serves_forty_thousand_sequential_requests() {
-    let server = start(20000);
+    let server = start();
     let mut s = TcpStream::connect(server.addr).expect("connect");
     let get = request(&GetRequest { ctx: ctx(), key: b"k".to_vec() }, 1, 1);
     for i in 0..40_000u32 {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ekv_engine::{Command, Config, LocalNetwork, LocalPd, Request, Response, Store, StoreSpec, WriteOp};
-use ekv_net::local::serve_shards;
+use ekv_net::local::{free_base_port, serve_shards};
 use ekv_net::server::ServerConfig;
 use ekv_net::transport::{Resolver, TcpTransport};
 use ekv_proto::frame::FrameLimits;
@@ -18,7 +18,7 @@ use ekv_proto::{PeerId, PeerMeta, Region, RegionEpoch, RegionId, StoreId};
 fn three_stores_replicate_over_tcp() {
     let dir = tempfile::tempdir().expect("temp dir");
     // Each store's two shards listen on two consecutive ports.
-    let base = 40000 + (std::process::id() % 4000) as u16 * 6;
+    let base = free_base_port(ServerConfig::default().host, 6).expect("free ports");
     let ports: HashMap<u64, u16> = (1..=3u64).map(|s| (s, base + (s as u16 - 1) * 2)).collect();
     let addrs: Arc<HashMap<StoreId, SocketAddr>> =
         Arc::new(ports.iter().map(|(s, p)| (StoreId(*s), SocketAddr::from(([127, 0, 0, 1], *p)))).collect());
