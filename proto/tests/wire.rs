@@ -118,7 +118,7 @@ fn samples() -> Vec<AnyMessage> {
             .into(),
         GetRegionRequest { key: b"user42".to_vec() }.into(),
         GetRegionResponse {
-            route: Some(RegionRoute { region: region(4, b"u", b"v"), leader: Some(peer(41, 1)) }),
+            route: Some(RegionRoute { region: region(4, b"u", b"v"), leader: Some(peer(41, 1)), leader_shard: 3 }),
         }
         .into(),
         GetRegionResponse { route: None }.into(),
@@ -126,8 +126,8 @@ fn samples() -> Vec<AnyMessage> {
         ScanRegionsRequest { start: b"a".to_vec(), end: b"q".to_vec(), limit: 64 }.into(),
         ScanRegionsResponse {
             routes: vec![
-                RegionRoute { region: region(1, b"", b"g"), leader: None },
-                RegionRoute { region: region(2, b"g", b""), leader: Some(peer(22, 2)) },
+                RegionRoute { region: region(1, b"", b"g"), leader: None, leader_shard: 0 },
+                RegionRoute { region: region(2, b"g", b""), leader: Some(peer(22, 2)), leader_shard: 1 },
             ],
         }
         .into(),
@@ -169,6 +169,7 @@ fn samples() -> Vec<AnyMessage> {
         RegionHeartbeatRequest {
             region: region(6, b"f", b"h"),
             leader: Some(peer(61, 1)),
+            leader_shard: 1,
             pending_peers: vec![peer(62, 2)],
             down_peers: vec![DownPeer { peer: peer(63, 3), down_seconds: 120 }],
             approximate_size: 96 << 20,

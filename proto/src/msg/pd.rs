@@ -23,16 +23,25 @@ pub struct RegionRoute {
     pub region: Region,
     /// Its leader, if known.
     pub leader: Option<PeerMeta>,
+    /// The shard of the leader's store that holds the leader, so that a
+    /// client reaches the owning core directly (0 when unknown: the store
+    /// forwards).
+    pub leader_shard: u32,
 }
 
 impl RegionRoute {
     fn put(buf: &mut impl BufMut, v: &RegionRoute) {
         put_region(buf, &v.region);
         put_opt_peer(buf, v.leader.as_ref());
+        put_u64(buf, u64::from(v.leader_shard));
     }
 
     fn get(r: &mut Reader<'_>) -> DecodeResult<RegionRoute> {
-        Ok(RegionRoute { region: get_region(r)?, leader: get_opt_peer(r, "leader")? })
+        Ok(RegionRoute {
+            region: get_region(r)?,
+            leader: get_opt_peer(r, "leader")?,
+            leader_shard: get_u32(r, "leader shard")?,
+        })
     }
 }
 
@@ -509,6 +518,8 @@ pub struct RegionHeartbeatRequest {
     pub region: Region,
     /// The reporting leader.
     pub leader: Option<PeerMeta>,
+    /// The shard of the leader's store that holds it.
+    pub leader_shard: u32,
     /// Peers far behind in the log.
     pub pending_peers: Vec<PeerMeta>,
     /// Peers not heard from.
@@ -533,6 +544,7 @@ impl Message for RegionHeartbeatRequest {
     fn encode_into(&self, buf: &mut impl BufMut) {
         put_region(buf, &self.region);
         put_opt_peer(buf, self.leader.as_ref());
+        put_u64(buf, u64::from(self.leader_shard));
         put_list(buf, &self.pending_peers, |b, p| put_peer(b, p));
         put_list(buf, &self.down_peers, |b, d| {
             put_peer(b, &d.peer);
@@ -554,6 +566,7 @@ impl Message for RegionHeartbeatRequest {
         Ok(Self {
             region: get_region(r)?,
             leader: get_opt_peer(r, "leader")?,
+            leader_shard: get_u32(r, "leader shard")?,
             pending_peers: get_list(r, "pending peers", MAX_PEERS, get_peer)?,
             down_peers: get_list(r, "down peers", MAX_PEERS, |r| {
                 Ok(DownPeer { peer: get_peer(r)?, down_seconds: get_u64(r, "down seconds")? })
