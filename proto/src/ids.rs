@@ -61,3 +61,9 @@ id_type!(
     RequestId,
     "request"
 );
+
+impl RegionId {
+    /// The region id carried by frames to and from the meta service, which
+    /// are about the cluster rather than one region. Never allocated.
+    pub const META: RegionId = RegionId(0);
+}

@@ -116,7 +116,8 @@ fn samples() -> Vec<AnyMessage> {
         .into(),
         SplitResponse { regions: vec![region(1, b"", b"g"), region(2, b"g", b"p"), region(3, b"p", b"")] }
             .into(),
-        GetRegionRequest { key: b"user42".to_vec() }.into(),
+        GetRegionRequest { key: b"user42".to_vec(), before: false }.into(),
+        GetRegionRequest { key: Vec::new(), before: true }.into(),
         GetRegionResponse {
             route: Some(RegionRoute { region: region(4, b"u", b"v"), leader: Some(peer(41, 1)), leader_shard: 3 }),
         }

@@ -45,11 +45,16 @@ impl RegionRoute {
     }
 }
 
-/// Finds the region holding `key`.
+/// Finds the region holding `key`, or with `before` the region holding
+/// the keys just below `key` (the one whose range ends at or past it and
+/// starts before it; with an empty `key`, the last region), which a
+/// reverse scan walks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GetRegionRequest {
     /// The key.
     pub key: Vec<u8>,
+    /// Look below `key` instead of at it.
+    pub before: bool,
 }
 
 impl Message for GetRegionRequest {
@@ -57,10 +62,11 @@ impl Message for GetRegionRequest {
 
     fn encode_into(&self, buf: &mut impl BufMut) {
         put_bytes(buf, &self.key);
+        put_bool(buf, self.before);
     }
 
     fn decode_from(r: &mut Reader<'_>, l: &FrameLimits) -> DecodeResult<Self> {
-        Ok(Self { key: get_key(r, l, "key")? })
+        Ok(Self { key: get_key(r, l, "key")?, before: get_bool(r, "before")? })
     }
 }
 
