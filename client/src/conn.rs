@@ -122,6 +122,8 @@ pub struct Reply {
     slot: Arc<Slot>,
     id: u64,
     conn: Arc<Inner>,
+    /// The answer was taken (the reader thread removed the slot).
+    done: bool,
 }
 
 impl std::fmt::Debug for Reply {
@@ -132,16 +134,16 @@ impl std::fmt::Debug for Reply {
 
 impl Reply {
     /// Blocks until the answer comes or `deadline` passes ([`CallError::Timeout`]).
-    pub fn wait(self, deadline: Instant) -> Result<AnyMessage, CallError> {
-        let mut st = self.slot.state.lock().unwrap_or_else(PoisonError::into_inner);
+    pub fn wait(mut self, deadline: Instant) -> Result<AnyMessage, CallError> {
+        let slot = self.slot.clone();
+        let mut st = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some(r) = st.result.take() {
+                self.done = true;
                 return r;
             }
             let now = Instant::now();
             if now >= deadline {
-                drop(st);
-                self.conn.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
                 return Err(CallError::Timeout);
             }
             st = self.slot.ready.wait_timeout(st, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
@@ -149,12 +151,26 @@ impl Reply {
     }
 }
 
+impl Drop for Reply {
+    /// An answer no one waits for any more (a timeout, a dropped future)
+    /// must not keep its slot until the connection closes.
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+        }
+    }
+}
+
 impl Future for Reply {
     type Output = Result<AnyMessage, CallError>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut st = self.slot.state.lock().unwrap_or_else(PoisonError::into_inner);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let slot = self.slot.clone();
+        let mut st = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
         match st.result.take() {
-            Some(r) => Poll::Ready(r),
+            Some(r) => {
+                self.done = true;
+                Poll::Ready(r)
+            }
             None => {
                 st.waker = Some(cx.waker().clone());
                 Poll::Pending
@@ -213,7 +229,7 @@ impl Connection {
             self.inner.fail_all(&e.to_string());
             return Err(CallError::ConnectionLost(e.to_string()));
         }
-        Ok(Reply { slot, id, conn: self.inner.clone() })
+        Ok(Reply { slot, id, conn: self.inner.clone(), done: false })
     }
 
     /// Sends `msg` and blocks for its answer until `deadline`.

@@ -37,6 +37,8 @@ pub struct CachedRegion {
     pub region: Region,
     /// Its leader, if known.
     pub leader: Option<PeerMeta>,
+    /// The leader's shard on its store (0 when unknown: the store forwards).
+    pub leader_shard: u32,
 }
 
 /// Keys grouped by the region holding them (regions in key order), and
@@ -79,6 +81,17 @@ impl RegionCache {
         c.region.contains(key).then_some(c)
     }
 
+    /// The cached region holding the keys just below `key` (with an empty
+    /// `key`, the last region), if any: where a reverse scan ending at
+    /// `key` reads first.
+    pub fn locate_before(&self, key: &[u8]) -> Option<&CachedRegion> {
+        if key.is_empty() {
+            return self.by_end.get(&End::Inf);
+        }
+        let (_, c) = self.by_end.range((Bound::Included(End::Key(key.to_vec())), Bound::Unbounded)).next()?;
+        (c.region.start_key.as_slice() < key).then_some(c)
+    }
+
     /// The cached region with this id, if any.
     pub fn get(&self, id: RegionId) -> Option<&CachedRegion> {
         self.by_end.values().find(|c| c.region.id == id)
@@ -86,8 +99,10 @@ impl RegionCache {
 
     /// Records `region` (and its leader): it replaces every cached region it
     /// overlaps that is not newer; if a newer overlapping one is cached,
-    /// `region` is stale and ignored. Returns whether it was taken.
-    pub fn insert(&mut self, region: Region, leader: Option<PeerMeta>) -> bool {
+    /// `region` is stale and ignored. Returns whether it was taken. With no
+    /// `leader` given, a leader known for the same region is kept while it
+    /// is still one of its replicas.
+    pub fn insert(&mut self, region: Region, mut leader: Option<PeerMeta>, mut leader_shard: u32) -> bool {
         let overlapping: Vec<End> = self
             .by_end
             .range((Bound::Excluded(End::Key(region.start_key.clone())), Bound::Unbounded))
@@ -97,24 +112,38 @@ impl RegionCache {
         if overlapping.iter().any(|k| newer(&self.by_end[k].region, &region)) {
             return false;
         }
+        if leader.is_none() {
+            if let Some(old) =
+                self.get(region.id).filter(|c| c.leader.is_some_and(|l| region.peer(l.id).is_some()))
+            {
+                leader = old.leader;
+                leader_shard = old.leader_shard;
+            }
+        }
         for k in overlapping {
             self.by_end.remove(&k);
         }
         // The same region may sit under an old end key that no longer
         // overlaps (it shrank by a split): drop it too.
         self.by_end.retain(|_, c| c.region.id != region.id);
-        self.by_end.insert(End::of(&region), CachedRegion { region, leader });
+        self.by_end.insert(End::of(&region), CachedRegion { region, leader, leader_shard });
         true
     }
 
-    /// Records `leader` for region `id` (a `NotLeader` answer); a leader
-    /// that is not a replica of the cached region drops the region instead
-    /// (the cache is out of date).
+    /// Records `leader` for region `id` (a `NotLeader` answer; its shard
+    /// is unknown, so the store forwards until the meta service tells); a
+    /// leader that is not a replica of the cached region drops the region
+    /// instead (the cache is out of date).
     pub fn set_leader(&mut self, id: RegionId, leader: Option<PeerMeta>) {
         let Some(c) = self.by_end.values_mut().find(|c| c.region.id == id) else { return };
         match leader {
             Some(l) if c.region.peer(l.id).is_none() => self.invalidate(id),
-            l => c.leader = l,
+            l => {
+                if l != c.leader {
+                    c.leader_shard = 0;
+                }
+                c.leader = l;
+            }
         }
     }
 
@@ -162,8 +191,8 @@ mod tests {
     #[test]
     fn locates_keys_across_bounded_and_unbounded_regions() {
         let mut c = RegionCache::new();
-        assert!(c.insert(region(1, "", "g", 2), None));
-        assert!(c.insert(region(2, "m", "", 2), None));
+        assert!(c.insert(region(1, "", "g", 2), None, 0));
+        assert!(c.insert(region(2, "m", "", 2), None, 0));
         assert_eq!(c.locate(b"").map(|r| r.region.id), Some(RegionId(1)));
         assert_eq!(c.locate(b"f\xff").map(|r| r.region.id), Some(RegionId(1)));
         // The gap [g, m) is not cached.
@@ -176,14 +205,14 @@ mod tests {
     #[test]
     fn a_split_replaces_its_parent_and_a_stale_answer_is_ignored() {
         let mut c = RegionCache::new();
-        c.insert(region(1, "", "", 1), None);
+        c.insert(region(1, "", "", 1), None, 0);
         // After a split the parent keeps [, k) and region 2 takes [k, ).
-        assert!(c.insert(region(1, "", "k", 2), None));
+        assert!(c.insert(region(1, "", "k", 2), None, 0));
         assert_eq!(ids(&c), vec![1]);
-        assert!(c.insert(region(2, "k", "", 2), None));
+        assert!(c.insert(region(2, "k", "", 2), None, 0));
         assert_eq!(ids(&c), vec![1, 2]);
         // A late answer carrying the pre-split region is refused.
-        assert!(!c.insert(region(1, "", "", 1), None));
+        assert!(!c.insert(region(1, "", "", 1), None, 0));
         assert_eq!(ids(&c), vec![1, 2]);
         assert_eq!(c.locate(b"z").map(|r| r.region.id), Some(RegionId(2)));
     }
@@ -192,21 +221,48 @@ mod tests {
     fn leaders_are_learned_and_unknown_leaders_drop_the_region() {
         let mut c = RegionCache::new();
         let r = region(1, "", "", 1);
-        c.insert(r.clone(), None);
+        c.insert(r.clone(), None, 0);
         c.set_leader(RegionId(1), Some(r.peers[1]));
         assert_eq!(c.get(RegionId(1)).unwrap().leader, Some(r.peers[1]));
         c.set_leader(RegionId(1), Some(PeerMeta { id: PeerId(99), store_id: StoreId(9) }));
         assert!(c.is_empty());
-        c.insert(r, None);
+        c.insert(r, None, 0);
         c.invalidate(RegionId(1));
         assert_eq!(c.len(), 0);
     }
 
     #[test]
+    fn the_region_below_a_key_is_found_for_reverse_scans() {
+        let mut c = RegionCache::new();
+        c.insert(region(1, "", "g", 1), None, 0);
+        c.insert(region(2, "g", "p", 1), None, 0);
+        let below = |c: &RegionCache, k: &str| c.locate_before(k.as_bytes()).map(|r| r.region.id.get());
+        assert_eq!(below(&c, "g"), Some(1), "keys below g are in region 1");
+        assert_eq!(below(&c, "h"), Some(2));
+        assert_eq!(below(&c, "p"), Some(2));
+        assert_eq!(below(&c, "a"), Some(1));
+        assert_eq!(below(&c, ""), None, "the last region [p, ) is not cached");
+        assert_eq!(below(&c, "q"), None);
+        c.insert(region(3, "p", "", 1), None, 0);
+        assert_eq!(below(&c, ""), Some(3));
+        assert_eq!(below(&c, "q"), Some(3));
+    }
+
+    #[test]
+    fn a_new_epoch_of_a_region_keeps_its_known_leader() {
+        let mut c = RegionCache::new();
+        let r = region(1, "", "", 1);
+        c.insert(r.clone(), Some(r.peers[2]), 4);
+        c.insert(region(1, "", "k", 2), None, 0);
+        let cached = c.get(RegionId(1)).unwrap();
+        assert_eq!((cached.leader, cached.leader_shard), (Some(r.peers[2]), 4));
+    }
+
+    #[test]
     fn keys_are_grouped_by_region_in_region_order() {
         let mut c = RegionCache::new();
-        c.insert(region(1, "", "g", 1), None);
-        c.insert(region(2, "g", "p", 1), None);
+        c.insert(region(1, "", "g", 1), None, 0);
+        c.insert(region(2, "g", "p", 1), None, 0);
         let keys: Vec<Vec<u8>> = ["q", "a", "h", "b"].iter().map(|k| k.as_bytes().to_vec()).collect();
         let (groups, missing) = c.group_by_region(&keys);
         assert_eq!(groups, vec![(RegionId(1), vec![&b"a"[..], &b"b"[..]]), (RegionId(2), vec![&b"h"[..]])]);

@@ -125,3 +125,160 @@ pub fn single_replica_server(
         }
     }
 }
+
+/// Stores of one process that talk raft to each other over loopback TCP
+/// and serve clients on their shard ports, with [`LocalPd`] as the meta
+/// service. For client tests and benchmarks that want the real network
+/// path without separate processes; stores can be stopped and restarted
+/// on the same data and ports.
+#[derive(Debug)]
+pub struct LoopbackCluster {
+    dir: std::path::PathBuf,
+    cfg: Config,
+    server: ServerConfig,
+    net: LocalNetwork,
+    pd: LocalPd,
+    ports: std::collections::BTreeMap<StoreId, u16>,
+    stores: std::collections::BTreeMap<StoreId, Store>,
+}
+
+impl LoopbackCluster {
+    /// Starts stores 1..=`stores` (each with `cfg.shards` shards) under
+    /// `dir` and bootstraps region 1 over all keys with a replica on each
+    /// of the first three stores (peer ids equal to store ids).
+    ///
+    /// # Errors
+    /// A store does not start or a port cannot be bound.
+    pub fn start(dir: &Path, stores: u64, cfg: Config, server: ServerConfig) -> Result<Self, String> {
+        let shards = cfg.shards.max(1) as u16;
+        let base = free_base_port(server.host, shards * stores as u16).map_err(|e| e.to_string())?;
+        let ports = (1..=stores).map(|s| (StoreId(s), base + (s as u16 - 1) * shards)).collect();
+        let net = LocalNetwork::new();
+        let pd = LocalPd::new(net.clone(), 1000);
+        let mut c = Self {
+            dir: dir.to_path_buf(),
+            cfg,
+            server,
+            net,
+            pd,
+            ports,
+            stores: std::collections::BTreeMap::new(),
+        };
+        let ids: Vec<StoreId> = c.ports.keys().copied().collect();
+        for id in &ids {
+            c.start_store(*id)?;
+        }
+        let region = Region {
+            id: RegionId(1),
+            epoch: RegionEpoch { conf_ver: 1, version: 1 },
+            peers: ids.iter().take(3).map(|s| PeerMeta { id: PeerId(s.get()), store_id: *s }).collect(),
+            ..Region::default()
+        };
+        for id in ids.iter().take(3) {
+            futures::executor::block_on(c.stores[id].bootstrap_region(region.clone()))
+                .map_err(|e| format!("bootstrapping {id}: {e}"))?;
+        }
+        Ok(c)
+    }
+
+    /// The address of `store`'s shard 0 (shard `i` listens on its port + `i`).
+    pub fn store_addr(&self, store: StoreId) -> Option<SocketAddr> {
+        self.ports.get(&store).map(|p| SocketAddr::new(self.server.host, *p))
+    }
+
+    /// The meta service.
+    pub fn pd(&self) -> &LocalPd {
+        &self.pd
+    }
+
+    /// A running store.
+    pub fn store(&self, id: StoreId) -> Option<&Store> {
+        self.stores.get(&id)
+    }
+
+    /// Ids of the running stores.
+    pub fn running(&self) -> Vec<StoreId> {
+        self.stores.keys().copied().collect()
+    }
+
+    /// Starts (or restarts, on its data) store `id`.
+    ///
+    /// # Errors
+    /// It is running, unknown, or does not start.
+    pub fn start_store(&mut self, id: StoreId) -> Result<(), String> {
+        if self.stores.contains_key(&id) {
+            return Err(format!("{id} is running"));
+        }
+        let port = *self.ports.get(&id).ok_or_else(|| format!("{id} is not part of the cluster"))?;
+        let host = self.server.host;
+        let ports = self.ports.clone();
+        let resolver: crate::transport::Resolver =
+            Arc::new(move |s: StoreId| ports.get(&s).map(|p| SocketAddr::new(host, *p)));
+        let limits = self.server.limits;
+        let transport: ekv_engine::fsm::TransportFactory = Box::new(move |_shard| {
+            Box::new(crate::transport::TcpTransport::new(resolver.clone(), limits))
+                as Box<dyn ekv_engine::Transport>
+        });
+        let mut spec = StoreSpec::new(
+            self.cfg.clone(),
+            self.dir.join(format!("s{}", id.get())),
+            id,
+            transport,
+            self.pd.client_for(id),
+        );
+        let failed = serve_shards(&mut spec, ServerConfig { base_port: port, ..self.server.clone() });
+        let store = Store::start(spec).map_err(|e| format!("starting {id}: {e}"))?;
+        self.net.register(&store);
+        if let Some(e) = failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            self.net.unregister(id);
+            let _ = store.stop();
+            return Err(e);
+        }
+        self.stores.insert(id, store);
+        Ok(())
+    }
+
+    /// Stops store `id` (its data stays).
+    ///
+    /// # Errors
+    /// It is not running, or stopping it failed.
+    pub fn stop_store(&mut self, id: StoreId) -> Result<(), String> {
+        let store = self.stores.remove(&id).ok_or_else(|| format!("{id} is not running"))?;
+        self.net.unregister(id);
+        store.stop().map_err(|e| format!("stopping {id}: {e}"))
+    }
+
+    /// The store whose peer of `region` leads, once one does (within `wait`).
+    pub fn wait_leader(&self, region: RegionId, wait: Duration) -> Option<StoreId> {
+        let deadline = Instant::now() + wait;
+        loop {
+            for (id, s) in &self.stores {
+                if futures::executor::block_on(s.status())
+                    .iter()
+                    .any(|p| p.region.id == region && p.is_leader)
+                {
+                    return Some(*id);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops every store.
+    ///
+    /// # Errors
+    /// The first store that failed to stop.
+    pub fn stop(mut self) -> Result<(), String> {
+        let ids = self.running();
+        let mut first = Ok(());
+        for id in ids {
+            if let Err(e) = self.stop_store(id) {
+                first = first.and(Err(e));
+            }
+        }
+        first
+    }
+}
