@@ -264,3 +264,27 @@ fn a_request_stream_survives_leader_change_splits_and_a_store_restart() {
     eprintln!("acknowledged {}, unknown outcome {}", acked.len(), unknown.len());
     cluster.stop().expect("stop");
 }
+
+#[test]
+fn the_async_client_runs_many_requests_at_once_on_one_thread() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cluster, client) = start(dir.path());
+    let client = client.asynchronous().clone();
+    // One thread, one executor, 64 requests in flight together: the
+    // answers are woken by the connections, not by a runtime the client owns.
+    let puts = (0..64u32).map(|i| {
+        let client = client.clone();
+        async move { client.put(&key(i), format!("a{i}").as_bytes()).await }
+    });
+    for r in futures::executor::block_on(futures::future::join_all(puts)) {
+        r.expect("async put");
+    }
+    let gets = (0..64u32).map(|i| {
+        let client = client.clone();
+        async move { (i, client.get(&key(i)).await) }
+    });
+    for (i, r) in futures::executor::block_on(futures::future::join_all(gets)) {
+        assert_eq!(r.expect("async get"), Some(format!("a{i}").into_bytes()));
+    }
+    cluster.stop().expect("stop");
+}
