@@ -82,6 +82,9 @@ pub enum Operator {
     },
     /// Remove a replica.
     RemovePeer(PeerMeta),
+    /// Several membership changes at once, through joint consensus (a
+    /// learner promoted while a failed replica leaves, for instance).
+    ChangePeers(Vec<crate::router::PeerChange>),
     /// Hand leadership over.
     TransferLeader(PeerId),
     /// Split at these keys (empty: at the middle the leader finds).

@@ -67,6 +67,13 @@ impl ServerConfig {
     }
 }
 
+/// Answers the frames addressed to the cluster rather than to a region
+/// (region id [`RegionId::META`]): the meta service, on its members.
+pub trait MetaService {
+    /// The answer to `msg`.
+    fn call(&self, msg: AnyMessage) -> futures::future::LocalBoxFuture<'static, AnyMessage>;
+}
+
 /// Binds shard `shard`'s listener and spawns its accept loop on the current
 /// glommio executor: call it from `StoreSpec::on_shard_start`.
 ///
@@ -77,6 +84,20 @@ pub fn spawn_shard_server(
     shard: ShardId,
     store: StoreHandle,
     stop: ShardStop,
+) -> std::io::Result<()> {
+    spawn_server(cfg, shard, store, stop, None)
+}
+
+/// [`spawn_shard_server`] that also answers meta-service frames through `meta`.
+///
+/// # Errors
+/// The port cannot be bound.
+pub fn spawn_server(
+    cfg: Rc<ServerConfig>,
+    shard: ShardId,
+    store: StoreHandle,
+    stop: ShardStop,
+    meta: Option<Rc<dyn MetaService>>,
 ) -> std::io::Result<()> {
     let addr = cfg.addr(shard);
     let listener = TcpListener::bind(addr).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -94,7 +115,7 @@ pub fn spawn_shard_server(
             match accepted {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    let conn = serve(stream, cfg.clone(), store.clone(), shard, stop.clone());
+                    let conn = serve(stream, cfg.clone(), store.clone(), shard, stop.clone(), meta.clone());
                     glommio::spawn_local(conn).detach();
                 }
                 Err(e) => {
@@ -142,6 +163,7 @@ async fn serve(
     store: StoreHandle,
     shard: ShardId,
     stop: ShardStop,
+    meta: Option<Rc<dyn MetaService>>,
 ) {
     let peer = stream.peer_addr().ok();
     let (mut rd, mut wr) = stream.split();
@@ -199,9 +221,9 @@ async fn serve(
                         in_flight.set(in_flight.get() + 1);
                         let (cfg, store, tx, in_flight) =
                             (cfg.clone(), store.clone(), tx.clone(), in_flight.clone());
-                        let answered = answered.clone();
+                        let (answered, meta) = (answered.clone(), meta.clone());
                         glommio::spawn_local(async move {
-                            let bytes = answer(frame, &cfg, &store).await;
+                            let bytes = answer(frame, &cfg, &store, meta.as_deref()).await;
                             let _ = tx.unbounded_send(bytes);
                             in_flight.set(in_flight.get() - 1);
                             answered.notify();
@@ -233,13 +255,24 @@ fn is_raft(frame: &Frame) -> bool {
 }
 
 /// The bytes of the answer to one frame.
-async fn answer(frame: Frame, cfg: &ServerConfig, store: &StoreHandle) -> Vec<u8> {
+async fn answer(
+    frame: Frame,
+    cfg: &ServerConfig,
+    store: &StoreHandle,
+    meta: Option<&dyn MetaService>,
+) -> Vec<u8> {
     let (region, request) = (frame.header.region_id, frame.header.request_id);
     let reply = match frame.message(&cfg.limits) {
         Err(e) => {
             tracing::info!(region = %region, error = %e, "bad request");
             AnyMessage::ErrorResponse(e)
         }
+        Ok(msg) if region == RegionId::META => match meta {
+            Some(m) => m.call(msg).await,
+            None => AnyMessage::ErrorResponse(ErrorResponse::bad_request(
+                "this is a store, not a meta-service member",
+            )),
+        },
         Ok(msg) => match to_command(msg) {
             Err(e) => AnyMessage::ErrorResponse(e),
             Ok((epoch, cmd, expect)) => match store.call(Request { region_id: region, epoch, cmd }).await {

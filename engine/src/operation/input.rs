@@ -151,6 +151,7 @@ impl<F: Fs> Shard<F> {
                 Command::ChangePeers(vec![crate::router::PeerChange::AddVoter(peer)])
             }
             Operator::RemovePeer(p) => Command::ChangePeers(vec![crate::router::PeerChange::Remove(p)]),
+            Operator::ChangePeers(changes) => Command::ChangePeers(changes),
             Operator::TransferLeader(to) => Command::TransferLeader { to },
             Operator::Split(keys) if keys.is_empty() => {
                 self.split_checks.insert(region);
