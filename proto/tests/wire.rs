@@ -119,7 +119,11 @@ fn samples() -> Vec<AnyMessage> {
         GetRegionRequest { key: b"user42".to_vec(), before: false }.into(),
         GetRegionRequest { key: Vec::new(), before: true }.into(),
         GetRegionResponse {
-            route: Some(RegionRoute { region: region(4, b"u", b"v"), leader: Some(peer(41, 1)), leader_shard: 3 }),
+            route: Some(RegionRoute {
+                region: region(4, b"u", b"v"),
+                leader: Some(peer(41, 1)),
+                leader_shard: 3,
+            }),
         }
         .into(),
         GetRegionResponse { route: None }.into(),
@@ -195,6 +199,10 @@ fn samples() -> Vec<AnyMessage> {
         IsBootstrappedResponse { bootstrapped: true }.into(),
         BootstrapRequest { store: store(1), region: region(1, b"", b"") }.into(),
         BootstrapResponse.into(),
+        DeleteStoreRequest { store_id: StoreId(4) }.into(),
+        DeleteStoreResponse.into(),
+        GetStatusRequest.into(),
+        GetStatusResponse { json: br#"{"stores":[]}"#.to_vec() }.into(),
         RaftMessage { payload: vec![1, 2, 3, 4, 5] }.into(),
         SnapshotChunk { payload: vec![0xab; 333] }.into(),
     ];
@@ -613,6 +621,10 @@ fn msg_type_numbers_are_pinned() {
         (MsgType::IsBootstrappedResponse, 0x031a),
         (MsgType::BootstrapRequest, 0x031b),
         (MsgType::BootstrapResponse, 0x031c),
+        (MsgType::DeleteStoreRequest, 0x031d),
+        (MsgType::DeleteStoreResponse, 0x031e),
+        (MsgType::GetStatusRequest, 0x031f),
+        (MsgType::GetStatusResponse, 0x0320),
         (MsgType::RaftMessage, 0x0401),
         (MsgType::SnapshotChunk, 0x0402),
     ];

@@ -43,6 +43,8 @@
 //! | 0x0317 | ReportBatchSplitRequest | | 0x0318 | ReportBatchSplitResponse |
 //! | 0x0319 | IsBootstrappedRequest | | 0x031a | IsBootstrappedResponse |
 //! | 0x031b | BootstrapRequest | | 0x031c | BootstrapResponse |
+//! | 0x031d | DeleteStoreRequest | | 0x031e | DeleteStoreResponse |
+//! | 0x031f | GetStatusRequest | | 0x0320 | GetStatusResponse |
 //! | 0x0401 | RaftMessage (opaque, net's encoding) | | 0x0402 | SnapshotChunk (opaque, net's encoding) |
 
 use bytes::BufMut;
@@ -273,6 +275,10 @@ messages! {
     IsBootstrappedResponse = 0x031a,
     BootstrapRequest = 0x031b,
     BootstrapResponse = 0x031c,
+    DeleteStoreRequest = 0x031d,
+    DeleteStoreResponse = 0x031e,
+    GetStatusRequest = 0x031f,
+    GetStatusResponse = 0x0320,
     RaftMessage = 0x0401,
     SnapshotChunk = 0x0402,
 }

@@ -9,7 +9,8 @@ use bytes::BufMut;
 use super::admin::PeerChange;
 use super::fields::{
     get_bool, get_epoch, get_key, get_list, get_opt_peer, get_peer, get_region, get_str, get_u32, get_u64,
-    put_bool, put_bytes, put_epoch, put_list, put_opt_peer, put_peer, put_region, put_str, put_u64,
+    get_value, put_bool, put_bytes, put_epoch, put_list, put_opt_peer, put_peer, put_region, put_str,
+    put_u64,
 };
 use super::{empty_message, Message, MsgType, MAX_TEXT_LEN};
 use crate::codec::{DecodeError, DecodeResult, Reader};
@@ -817,3 +818,53 @@ empty_message!(
     /// Answers [`BootstrapRequest`].
     BootstrapResponse
 );
+
+/// Asks the meta service to decommission a store: it is marked offline,
+/// its replicas are moved elsewhere, then it becomes a tombstone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeleteStoreRequest {
+    /// The store.
+    pub store_id: StoreId,
+}
+
+impl Message for DeleteStoreRequest {
+    const TYPE: MsgType = MsgType::DeleteStoreRequest;
+
+    fn encode_into(&self, buf: &mut impl BufMut) {
+        put_u64(buf, self.store_id.get());
+    }
+
+    fn decode_from(r: &mut Reader<'_>, _l: &FrameLimits) -> DecodeResult<Self> {
+        Ok(Self { store_id: StoreId(get_u64(r, "store id")?) })
+    }
+}
+
+empty_message!(
+    /// Answers [`DeleteStoreRequest`]: the store is offline (or already gone).
+    DeleteStoreResponse
+);
+
+empty_message!(
+    /// Asks for the meta service's status view: stores, regions, operators.
+    GetStatusRequest
+);
+
+/// Answers [`GetStatusRequest`] with the status view as JSON (its shape is
+/// the meta service's; `ekv ctl` prints it). At most `max_value` bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GetStatusResponse {
+    /// The status view, JSON.
+    pub json: Vec<u8>,
+}
+
+impl Message for GetStatusResponse {
+    const TYPE: MsgType = MsgType::GetStatusResponse;
+
+    fn encode_into(&self, buf: &mut impl BufMut) {
+        put_bytes(buf, &self.json);
+    }
+
+    fn decode_from(r: &mut Reader<'_>, l: &FrameLimits) -> DecodeResult<Self> {
+        Ok(Self { json: get_value(r, l, "status json")? })
+    }
+}
