@@ -249,7 +249,7 @@ fn a_seed_replays_exactly() {
             c.tick();
         }
         w.finish(&mut c);
-        w.history.to_json_lines()
+        w.history.to_jsonl()
     };
     assert_eq!(run(27), run(27));
     assert_ne!(run(27), run(28));

@@ -10,7 +10,7 @@
 //! per pair of shards however many regions they share), so that a dead
 //! leader is replaced.
 
-use ekv_proto::PeerId;
+use ekv_proto::{PeerId, StoreId};
 
 use crate::peer::Peer;
 use crate::raft::cmd::{CmdHeader, EntryCmd};
@@ -196,6 +196,9 @@ impl<F: crate::Fs> crate::shard::Shard<F> {
         if now % cfg.store_probe_ticks == 0 {
             self.probe_and_wake(now);
         }
+        if now % cfg.pd_heartbeat_ticks == 0 {
+            self.heartbeat_hibernating(now);
+        }
         if now % cfg.pd_store_heartbeat_ticks == 0 {
             let leaders = self.peers.values().filter(|p| p.is_leader()).count() as u64;
             // Capacity is the file system's, which the shell knows: it
@@ -212,6 +215,36 @@ impl<F: crate::Fs> crate::shard::Shard<F> {
                 used,
                 ..Default::default()
             }));
+        }
+    }
+
+    /// Hibernating leaders still report to the meta service (it schedules
+    /// on their heartbeats), at the heartbeat interval, in one sweep. Their
+    /// followers are silent by design, so a replica counts as down only
+    /// when its store is.
+    fn heartbeat_hibernating(&mut self, now: u64) {
+        let silent_after = 2 * self.cfg.election_ticks as u64;
+        let cfg = self.cfg.clone();
+        for peer in self.peers.values_mut() {
+            if !peer.hibernating || !peer.is_leader() {
+                continue;
+            }
+            peer.last_heartbeat = now;
+            let mut hb = peer.heartbeat(now, &cfg);
+            hb.down_peers = hb
+                .region
+                .peers
+                .iter()
+                .filter(|p| {
+                    p.store_id != self.store_id
+                        && self
+                            .last_heard
+                            .get(&p.store_id)
+                            .is_none_or(|t| now.saturating_sub(*t) > silent_after)
+                })
+                .copied()
+                .collect();
+            self.pd.push(PdTask::RegionHeartbeat(hb));
         }
     }
 
@@ -233,8 +266,16 @@ impl<F: crate::Fs> crate::shard::Shard<F> {
                 continue;
             }
             let leader_store = peer.leader().map(|l| l.store_id);
+            let store_silent =
+                |s: &StoreId| last_heard.get(s).is_none_or(|t| now.saturating_sub(*t) > silent_after);
             let silent = match leader_store {
-                Some(s) if s == self.store_id => false,
+                // A leader wakes when a replica's store went silent, so
+                // that it reports the replica down and raft notices.
+                Some(s) if s == self.store_id => peer
+                    .region()
+                    .peers
+                    .iter()
+                    .any(|p| p.store_id != self.store_id && store_silent(&p.store_id)),
                 Some(s) => last_heard.get(&s).is_none_or(|t| now.saturating_sub(*t) > silent_after),
                 None => true,
             };

@@ -120,9 +120,17 @@ impl raft::Storage for PeerStorage {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         if let Some(s) = &self.snapshot {
-            if s.get_metadata().index >= request_index && s.get_metadata().index >= self.first() - 1 {
+            let meta = s.get_metadata();
+            // A snapshot taken before `to` joined would be refused by it
+            // (its configuration does not name it): make a new one.
+            let cs = meta.get_conf_state();
+            let names_to =
+                [cs.get_voters(), cs.get_learners(), cs.get_voters_outgoing(), cs.get_learners_next()]
+                    .iter()
+                    .any(|ids| ids.contains(&to));
+            if meta.index >= request_index && meta.index >= self.first() - 1 && names_to {
                 return Ok(s.clone());
             }
         }

@@ -5,8 +5,6 @@
 //! replays exactly.
 #![allow(dead_code)]
 
-#[path = "../support/linearizability.rs"]
-pub mod linearizability;
 pub mod workload;
 
 use std::cell::RefCell;

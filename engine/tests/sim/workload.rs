@@ -1,12 +1,12 @@
-//! Concurrent clients over a [`SimCluster`], recording a history for the
-//! linearizability checker.
+//! Concurrent clients over a [`SimCluster`], recording a history for
+//! `ekv_checker`'s register linearizability check.
 #![allow(dead_code)]
 
 use bytes::Bytes;
+use ekv_checker::{History, Op, OpId, Outcome, ProcessId, Value};
 use ekv_engine::{Command, Error, Request, Response, WriteOp};
 use rand::Rng;
 
-use super::linearizability::{History, Op, OpId, Outcome};
 use super::{SimCluster, Slot};
 
 struct Inflight {
@@ -75,14 +75,17 @@ impl Workload {
             Ok(resp) => {
                 self.ok += 1;
                 match resp {
-                    Response::Value(v) => Outcome::Get(v.map(|v| v.to_vec())),
+                    Response::Value(v) => Outcome::Read(v.map(|v| Value::from(&v[..]))),
                     Response::Written => {
                         self.ok_writes += 1;
                         Outcome::Written
                     }
                     Response::Cas { succeeded, previous } => {
                         self.ok_writes += 1;
-                        Outcome::Cas { succeeded, previous: previous.map(|v| v.to_vec()) }
+                        Outcome::Cas {
+                            swapped: succeeded,
+                            previous: Some(previous.map(|v| Value::from(&v[..]))),
+                        }
                     }
                     other => panic!("unexpected answer {other:?}"),
                 }
@@ -96,7 +99,7 @@ impl Workload {
                 | Error::StaleCommand { .. },
             ) => {
                 self.failed += 1;
-                Outcome::Failed
+                Outcome::Fail
             }
             Err(_) => {
                 self.unknown += 1;
@@ -111,13 +114,10 @@ impl Workload {
         self.next_value += 1;
         let value = format!("v{}", self.next_value).into_bytes();
         let (op, cmd) = if roll < 45 {
-            (
-                Op::Get { key: key.clone() },
-                Command::Get { cf: "default".into(), key: Bytes::from(key.clone()) },
-            )
+            (Op::get(key.clone()), Command::Get { cf: "default".into(), key: Bytes::from(key.clone()) })
         } else if roll < 85 {
             (
-                Op::Put { key: key.clone(), value: value.clone() },
+                Op::put(key.clone(), value.clone()),
                 Command::Write(vec![WriteOp::Put {
                     cf: "default".into(),
                     key: Bytes::from(key.clone()),
@@ -132,7 +132,7 @@ impl Workload {
                 None
             };
             (
-                Op::Cas { key: key.clone(), expected: expected.clone(), new: Some(value.clone()) },
+                Op::cas(key.clone(), expected.clone(), Some(value.clone())),
                 Command::Cas {
                     cf: "default".into(),
                     key: Bytes::from(key.clone()),
@@ -148,7 +148,7 @@ impl Workload {
             Some((s, _)) if c.rng.gen_bool(0.9) => s,
             _ => region.peers[c.rng.gen_range(0..region.peers.len())].store_id,
         };
-        let id = self.history.invoke(client as u64, op);
+        let id = self.history.invoke(ProcessId(client as u64), op);
         let slot = c.call(store, Request { region_id: region.id, epoch: region.epoch, cmd });
         self.clients[client] = Some(Inflight { id, slot, deadline: c.step_no + self.timeout_steps });
     }
@@ -177,17 +177,16 @@ impl Workload {
         }
     }
 
-    /// Checks the history; on a violation saves it and panics with the seed.
+    /// Checks the history; unless it passes, saves it and panics with the seed.
     pub fn must_be_linearizable(&self, seed: u64, name: &str) {
-        if let Err(v) = super::linearizability::check(&self.history) {
+        let verdict = ekv_checker::register::check(&self.history);
+        if !verdict.is_ok() {
             let path = std::env::temp_dir().join(format!("ekv-sim-{name}-seed{seed}.jsonl"));
-            let _ = std::fs::write(&path, self.history.to_json_lines());
-            panic!(
-                "seed {seed}: {name}: not linearizable for key {:?}: {} (history in {})",
-                String::from_utf8_lossy(&v.key),
-                v.explanation,
-                path.display()
-            );
+            let saved = match ekv_checker::save_jsonl(&path, &self.history) {
+                Ok(()) => format!("history in {}", path.display()),
+                Err(e) => format!("history not saved: {e}"),
+            };
+            panic!("seed {seed}: {name}: {verdict}({saved})");
         }
         assert!(self.ok > 0, "seed {seed}: {name}: no command succeeded");
     }
