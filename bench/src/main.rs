@@ -50,6 +50,7 @@
 
 mod engine;
 pub mod harness;
+mod kv;
 mod lsm;
 mod net;
 pub mod raw;
@@ -95,7 +96,7 @@ struct Cli {
 }
 
 /// The suites.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum Suite {
     /// Write-ahead log: append+sync latency against the raw disk.
     Wal,
@@ -108,6 +109,9 @@ enum Suite {
     /// Network: codec ns per message; one shard server's gets over loopback
     /// against a plain TCP echo of the same sizes.
     Net,
+    /// Key-value workloads end to end (YCSB A-F, raw and batched writes),
+    /// closed or open loop, against etcd and the other targets in one run.
+    Kv(Box<kv::KvArgs>),
 }
 
 fn main() -> ExitCode {
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         Suite::Lsm(args) => lsm::run(&cli.opts, args),
         Suite::Engine => engine::run(&cli.opts),
         Suite::Net => net::run(&cli.opts),
+        Suite::Kv(args) => kv::run(&cli.opts, *args),
     };
     match result {
         Ok(report) => {
@@ -149,5 +154,10 @@ mod tests {
         assert!(matches!(cli.suite, Suite::Engine) && cli.opts.quick && cli.opts.json);
         let cli = Cli::try_parse_from(["ekv-bench", "net", "--quick"]).unwrap();
         assert!(matches!(cli.suite, Suite::Net) && cli.opts.quick);
+        let cli =
+            Cli::try_parse_from(["ekv-bench", "kv", "--quick", "--target", "etcd", "--etcd-start", "--json"])
+                .unwrap();
+        assert!(matches!(&cli.suite, Suite::Kv(a) if a.etcd_start && a.targets == ["etcd"]));
+        assert!(cli.opts.quick && cli.opts.json);
     }
 }
