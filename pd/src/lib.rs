@@ -40,6 +40,7 @@
 #![deny(unsafe_code)]
 
 pub mod core;
+pub mod local;
 pub mod member;
 pub mod node;
 pub mod remote;

@@ -219,6 +219,12 @@ impl Member {
         self.addr
     }
 
+    /// The member's store: status and stats of the meta service's raft
+    /// group, for status pages.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Whether this member leads the meta service's raft group.
     pub fn is_leader(&self) -> bool {
         futures::executor::block_on(self.store.status())

@@ -181,6 +181,42 @@ pub fn to_engine_operator(op: Operator) -> EngineOperator {
     }
 }
 
+/// The wire form of a leader's report, sent from shard `shard`.
+pub fn region_heartbeat_request(hb: RegionHeartbeat, shard: ShardId) -> RegionHeartbeatRequest {
+    RegionHeartbeatRequest {
+        region: hb.region,
+        leader: Some(hb.leader),
+        leader_shard: shard.get() as u32,
+        pending_peers: hb.pending_peers,
+        down_peers: hb.down_peers.into_iter().map(|peer| DownPeer { peer, down_seconds: 0 }).collect(),
+        approximate_size: hb.approximate_size,
+        approximate_keys: hb.approximate_keys,
+        bytes_written: hb.written_bytes,
+        keys_written: hb.written_keys,
+        bytes_read: hb.read_bytes,
+        keys_read: hb.read_keys,
+    }
+}
+
+/// One store's heartbeat: the sum of its shards' latest shares, with the
+/// capacity and available bytes of its file system.
+pub fn store_heartbeat_request<'a>(
+    store: StoreId,
+    shares: impl IntoIterator<Item = &'a StoreHeartbeat>,
+    capacity: u64,
+    available: u64,
+) -> StoreHeartbeatRequest {
+    let mut req =
+        StoreHeartbeatRequest { store_id: store, capacity, available, ..StoreHeartbeatRequest::default() };
+    for s in shares {
+        req.used_size += s.used;
+        req.region_count += s.region_count;
+        req.leader_count += s.leader_count;
+        req.keys_written += s.commands;
+    }
+    req
+}
+
 /// Bytes of the file system holding `dir`: (capacity, available); zeros
 /// when it cannot be read.
 fn disk_space(dir: &Path) -> (u64, u64) {
@@ -251,23 +287,7 @@ impl Worker {
                 }
                 Job::RegionHeartbeat { shard, hb } => {
                     let id = hb.region.id;
-                    let req = RegionHeartbeatRequest {
-                        region: hb.region,
-                        leader: Some(hb.leader),
-                        leader_shard: shard.get() as u32,
-                        pending_peers: hb.pending_peers,
-                        down_peers: hb
-                            .down_peers
-                            .into_iter()
-                            .map(|peer| DownPeer { peer, down_seconds: 0 })
-                            .collect(),
-                        approximate_size: hb.approximate_size,
-                        approximate_keys: hb.approximate_keys,
-                        bytes_written: hb.written_bytes,
-                        keys_written: hb.written_keys,
-                        bytes_read: hb.read_bytes,
-                        keys_read: hb.read_keys,
-                    };
+                    let req = region_heartbeat_request(hb, shard);
                     match self.meta.call(&req).await {
                         Ok(AnyMessage::RegionHeartbeatResponse(r)) => {
                             if let (Some(op), Some(h)) = (r.operator, self.handle.get()) {
@@ -288,19 +308,7 @@ impl Worker {
                             return;
                         }
                         let (capacity, available) = disk_space(&self.dir);
-                        let mut req = StoreHeartbeatRequest {
-                            store_id: self.store,
-                            capacity,
-                            available,
-                            ..StoreHeartbeatRequest::default()
-                        };
-                        for s in shares.values() {
-                            req.used_size += s.used;
-                            req.region_count += s.region_count;
-                            req.leader_count += s.leader_count;
-                            req.keys_written += s.commands;
-                        }
-                        req
+                        store_heartbeat_request(self.store, shares.values(), capacity, available)
                     };
                     if let Err(e) = self.meta.call(&req).await {
                         tracing::debug!(error = %e, "store heartbeat failed");

@@ -85,6 +85,14 @@ pub struct KvArgs {
     /// data under --dir) and stop it at the end.
     #[arg(long, conflicts_with = "etcd_endpoints")]
     pub etcd_start: bool,
+    /// Meta-service endpoints of a running ekv cluster.
+    #[arg(long = "pd", value_delimiter = ',', value_name = "HOST:PORT,...")]
+    pub pd_endpoints: Vec<String>,
+    /// Start an ekv cluster in this process for the run (a meta-service
+    /// member and three stores on loopback, data under --dir) and stop it
+    /// when its run ends.
+    #[arg(long, conflicts_with = "pd_endpoints")]
+    pub ekv_start: bool,
     /// Client threads, each with its own session.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -246,8 +254,12 @@ fn run_suite(opts: &crate::Opts, args: &KvArgs) -> Result<Report> {
     let mut report = Report::new("kv", Machine::detect(Some(data.path())));
     let progress = Progress::for_stderr(opts.json);
 
-    let mut env =
-        TargetEnv { memory_latency: args.memory_latency, etcd_endpoints: args.etcd_endpoints.clone() };
+    let mut env = TargetEnv {
+        memory_latency: args.memory_latency,
+        etcd_endpoints: args.etcd_endpoints.clone(),
+        pd_endpoints: args.pd_endpoints.clone(),
+        ekv_start: args.ekv_start.then(|| data.path().to_path_buf()),
+    };
     let _cluster = if args.etcd_start && args.targets.iter().any(|t| t == target::etcd::NAME) {
         let cluster =
             etcd_cluster::EtcdCluster::start(Path::new(etcd_cluster::SCRIPT), &data.path().join("etcd"))?;
@@ -256,9 +268,13 @@ fn run_suite(opts: &crate::Opts, args: &KvArgs) -> Result<Report> {
     } else {
         None
     };
-    let targets = args.targets.iter().map(|name| target::build(name, &env)).collect::<Result<Vec<_>>>()?;
-    if settings.workload == Workload::Batch {
-        for t in &targets {
+    let plan = settings.plan();
+    let mut runs = Vec::new();
+    // One target at a time: one started for the run (an in-process
+    // cluster) stops before the next is measured.
+    for name in &args.targets {
+        let t = target::build(name, &env)?;
+        if settings.workload == Workload::Batch {
             if let Some(max) = t.max_batch().filter(|&max| settings.shape.batch_size > max) {
                 return Err(format!(
                     "--batch-size {} is over {}'s limit of {max}",
@@ -268,11 +284,6 @@ fn run_suite(opts: &crate::Opts, args: &KvArgs) -> Result<Report> {
                 .into());
             }
         }
-    }
-
-    let plan = settings.plan();
-    let mut runs = Vec::new();
-    for t in &targets {
         report.note(t.describe());
         runs.push(run_target(t.as_ref(), &settings, &plan, args.skip_load, progress, &mut report)?);
     }

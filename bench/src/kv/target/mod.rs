@@ -5,6 +5,7 @@
 //! Targets are built by name ([`build`]); a new one is a module here, a
 //! name in [`KNOWN`] and an arm in [`build`].
 
+pub mod ekv;
 pub mod etcd;
 mod etcd_rpc;
 pub mod memory;
@@ -80,7 +81,7 @@ pub trait KvSession: Send {
 }
 
 /// The target names [`build`] knows.
-pub const KNOWN: &[&str] = &[memory::NAME, etcd::NAME];
+pub const KNOWN: &[&str] = &[memory::NAME, etcd::NAME, ekv::NAME];
 
 /// What targets are built from.
 #[derive(Debug, Clone, Default)]
@@ -89,6 +90,10 @@ pub struct TargetEnv {
     pub memory_latency: Duration,
     /// Client endpoints (`host:port`) of the etcd cluster.
     pub etcd_endpoints: Vec<String>,
+    /// Meta-service endpoints of the ekv cluster.
+    pub pd_endpoints: Vec<String>,
+    /// Start an ekv cluster in this process, data under this directory.
+    pub ekv_start: Option<std::path::PathBuf>,
 }
 
 /// The target called `name`.
@@ -99,6 +104,10 @@ pub fn build(name: &str, env: &TargetEnv) -> Result<Box<dyn KvTarget>> {
     match name {
         memory::NAME => Ok(Box::new(memory::MemoryTarget::new(env.memory_latency))),
         etcd::NAME => Ok(Box::new(etcd::EtcdTarget::new(env.etcd_endpoints.clone())?)),
+        ekv::NAME => match &env.ekv_start {
+            Some(dir) => Ok(Box::new(ekv::EkvTarget::start(dir)?)),
+            None => Ok(Box::new(ekv::EkvTarget::connect(env.pd_endpoints.clone())?)),
+        },
         other => Err(format!("unknown target {other:?} (known: {})", KNOWN.join(", ")).into()),
     }
 }
@@ -109,12 +118,17 @@ mod tests {
 
     #[test]
     fn builds_known_targets_and_refuses_others() {
-        let env = TargetEnv { etcd_endpoints: vec!["127.0.0.1:1".into()], ..TargetEnv::default() };
+        let env = TargetEnv {
+            etcd_endpoints: vec!["127.0.0.1:1".into()],
+            pd_endpoints: vec!["127.0.0.1:1".into()],
+            ..TargetEnv::default()
+        };
         for name in KNOWN {
             assert_eq!(build(name, &env).unwrap().name(), *name);
         }
         let err = build("nosuch", &env).err().unwrap().to_string();
         assert!(err.contains("nosuch") && err.contains("memory"), "{err}");
         assert!(build(etcd::NAME, &TargetEnv::default()).is_err(), "etcd needs endpoints");
+        assert!(build(ekv::NAME, &TargetEnv::default()).is_err(), "ekv needs endpoints");
     }
 }
