@@ -80,6 +80,14 @@ pub(crate) struct Peer {
     pub last_gc: u64,
     pub last_split_check: u64,
     pub last_heartbeat: u64,
+    /// The epoch the meta service last heard from this peer as leader
+    /// (`None` until it reports as leader): a new leader or a new epoch
+    /// reports at the next tick, so that the scheduler's next step is not
+    /// a heartbeat interval away.
+    pub reported_epoch: Option<ekv_proto::RegionEpoch>,
+    /// Pending peers in the last report: one catching up reports at once
+    /// (the scheduler waits on it to promote a learner).
+    pub reported_pending: usize,
     /// Applied index and term (mirrors the storage's apply state).
     pub applied_term: u64,
 }
@@ -149,6 +157,8 @@ impl Peer {
             last_gc: now,
             last_split_check: now,
             last_heartbeat: now,
+            reported_epoch: None,
+            reported_pending: 0,
             applied_term,
         })
     }

@@ -25,7 +25,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use ekv_lsm::{Cf, IterOptions, Lsm, Options as LsmOptions, WriteBatch};
-use ekv_proto::{PeerMeta, Region, RegionId, ShardId, StoreId};
+use ekv_proto::{PeerId, PeerMeta, Region, RegionId, ShardId, StoreId};
 use ekv_wal::{LogBatch, Wal, WalOptions};
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, MessageType};
 use raft::StateRole;
@@ -112,6 +112,9 @@ pub struct PeerStatus {
     pub first_index: u64,
     /// Has data.
     pub initialized: bool,
+    /// The learners of its configuration (the region's peer list carries
+    /// no role).
+    pub learners: Vec<PeerId>,
 }
 
 pub(crate) fn noop_cb() -> Callback {
@@ -431,6 +434,7 @@ impl<F: Fs> Shard<F> {
                 hibernating: p.hibernating,
                 first_index: p.raft.store().first(),
                 initialized: p.is_initialized(),
+                learners: p.state().conf_state.learners.iter().map(|id| PeerId(*id)).collect(),
             })
             .collect()
     }

@@ -39,6 +39,9 @@ pub struct RegionHeartbeat {
     pub pending_peers: Vec<PeerMeta>,
     /// Peers not heard from within the election timeout.
     pub down_peers: Vec<PeerMeta>,
+    /// Peers that are learners: the region's peer list carries no role,
+    /// and a split copies learners into the new regions.
+    pub learners: Vec<PeerMeta>,
     /// Approximate size of the region's data in bytes.
     pub approximate_size: u64,
     /// Approximate number of keys.

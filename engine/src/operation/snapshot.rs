@@ -154,9 +154,22 @@ impl<F: Fs> SnapState<F> {
         !self.incoming.is_empty() || !self.outgoing.is_empty()
     }
 
-    /// Removes everything kept for `region`.
+    /// True when a queued outgoing snapshot still reads `path`.
+    fn sending(&self, path: &Path) -> bool {
+        self.outgoing.iter().any(|o| o.files.iter().any(|(p, _)| p == path))
+    }
+
+    /// Removes everything kept for `region`, its snapshots in flight too.
     pub async fn forget(&mut self, fs: &F, region: RegionId) {
-        for (p, _) in self.generated.remove(&region).unwrap_or_default() {
+        let mut files: Vec<PathBuf> =
+            self.generated.remove(&region).unwrap_or_default().into_iter().map(|(p, _)| p).collect();
+        for out in self.outgoing.iter().filter(|o| o.region == region) {
+            files.extend(out.files.iter().map(|(p, _)| p.clone()));
+        }
+        self.outgoing.retain(|o| o.region != region);
+        files.sort();
+        files.dedup();
+        for p in files {
             let _ = fs.remove(&p).await;
         }
         if let Some((_, _, files)) = self.received.remove(&region) {
@@ -185,7 +198,11 @@ impl<F: Fs> Shard<F> {
             let st = peer.state().clone();
             let lsm_snap = self.lsm.snapshot();
             for (p, _) in self.snap.generated.remove(id).unwrap_or_default() {
-                let _ = self.fs.remove(&p).await;
+                // A snapshot still streaming to another follower keeps its
+                // files; they go once it is sent.
+                if !self.snap.sending(&p) {
+                    let _ = self.fs.remove(&p).await;
+                }
             }
             let mut names: Vec<(&String, &ekv_lsm::Cf)> = self.cfs.iter().collect();
             names.sort();
@@ -298,6 +315,15 @@ impl<F: Fs> Shard<F> {
             self.out.entry(addr).or_default().push(StoreMsg::Snapshot(chunk));
             if last {
                 let out = self.snap.outgoing.pop_front().expect("front");
+                // Files of a snapshot regenerated meanwhile were left for
+                // this one to finish.
+                for (p, _) in &out.files {
+                    let current =
+                        self.snap.generated.get(&out.region).is_some_and(|g| g.iter().any(|f| &f.0 == p));
+                    if !current && !self.snap.sending(p) {
+                        let _ = self.fs.remove(p).await;
+                    }
+                }
                 if let Some(peer) = self.peers.get_mut(&out.region) {
                     peer.raft.report_snapshot(out.to.id.get(), raft::SnapshotStatus::Finish);
                     self.touched.insert(out.region);

@@ -26,6 +26,7 @@ impl Peer {
     /// Leadership moved away: waiting reads cannot be served here.
     pub(crate) fn on_lost_leadership(&mut self) {
         self.lease_until = 0;
+        self.reported_epoch = None;
         let region = self.region_id();
         let leader = self.leader();
         self.reads.fail_all(&|| Error::NotLeader { region, leader });
@@ -53,6 +54,13 @@ impl Peer {
     }
 
     /// The leader's report for the meta service; resets the load counters.
+    /// Followers behind the leader's applied index.
+    pub(crate) fn pending_count(&self) -> usize {
+        let applied = self.applied_index();
+        let me = self.meta.id.get();
+        self.raft.raft.prs().iter().filter(|(id, pr)| **id != me && pr.matched < applied).count()
+    }
+
     pub(crate) fn heartbeat(&mut self, now: u64, cfg: &Config) -> RegionHeartbeat {
         let applied = self.applied_index();
         let mut pending = Vec::new();
@@ -72,6 +80,10 @@ impl Peer {
                 down.push(meta);
             }
         }
+        let learners = &self.state().conf_state.learners;
+        let learners =
+            self.region().peers.iter().filter(|p| learners.contains(&p.id.get())).copied().collect();
+        self.reported_pending = pending.len();
         let flow = std::mem::take(&mut self.flow);
         let (read_bytes, read_keys) = self.read_flow.take();
         RegionHeartbeat {
@@ -79,6 +91,7 @@ impl Peer {
             leader: self.meta,
             pending_peers: pending,
             down_peers: down,
+            learners,
             approximate_size: self.approx_size,
             approximate_keys: self.approx_keys,
             written_bytes: flow.written_bytes,
@@ -180,8 +193,14 @@ impl<F: crate::Fs> crate::shard::Shard<F> {
                         self.split_checks.insert(*id);
                     }
                 }
-                if now >= peer.last_heartbeat + cfg.pd_heartbeat_ticks {
+                let epoch = peer.region().epoch;
+                let caught_up = peer.reported_pending > 0 && peer.pending_count() < peer.reported_pending;
+                if now >= peer.last_heartbeat + cfg.pd_heartbeat_ticks
+                    || peer.reported_epoch != Some(epoch)
+                    || caught_up
+                {
                     peer.last_heartbeat = now;
+                    peer.reported_epoch = Some(epoch);
                     self.pd.push(PdTask::RegionHeartbeat(peer.heartbeat(now, &cfg)));
                 }
                 if let Some(msgs) = peer.maybe_hibernate_leader(now, &cfg) {
@@ -230,6 +249,7 @@ impl<F: crate::Fs> crate::shard::Shard<F> {
                 continue;
             }
             peer.last_heartbeat = now;
+            peer.reported_epoch = Some(peer.region().epoch);
             let mut hb = peer.heartbeat(now, &cfg);
             hb.down_peers = hb
                 .region
