@@ -206,3 +206,34 @@ fn whole_suite_against_the_memory_target() {
     let unknown = args(&["--target", "nosuch", "--records", "10"]);
     assert!(run_suite(&opts, &unknown).unwrap_err().to_string().contains("unknown target"));
 }
+
+/// The smoke run the README's main job makes: a few seconds of YCSB-E
+/// (scans and inserts) and YCSB-A against an ekv cluster started in this
+/// process, through the real client, network and disk.
+#[test]
+fn smoke_run_against_an_ekv_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = crate::Opts { quick: true, json: true, dir: Some(dir.path().join("data")), filter: None };
+    for workload in ["a", "e"] {
+        let a = args(&[
+            "--workload",
+            workload,
+            "--target",
+            "ekv",
+            "--ekv-start",
+            "--clients",
+            "4",
+            "--records",
+            "500",
+            "--warmup",
+            "100ms",
+            "--duration",
+            "1s",
+        ]);
+        let report = run_suite(&opts, &a).unwrap();
+        let all = |metric: &str| row(&report, "target=ekv/op=all", metric).value;
+        assert!(all("count") > 0.0, "{workload}: no operations");
+        assert_eq!(all("errors"), 0.0, "{workload}: errors");
+        assert!(all("p99_us") >= all("p50_us"));
+    }
+}
