@@ -21,8 +21,9 @@ pub struct Config {
     pub heartbeat_ticks: usize,
     /// Whether election timeouts are randomised in
     /// `[election_ticks, 2 * election_ticks)` (raft-rs's default). The
-    /// simulator turns this off and desynchronises ticks itself, so that a
-    /// seed replays exactly.
+    /// simulator turns this off so that a seed replays exactly: each peer's
+    /// timeout is then fixed in that range by its id, so that the peers of a
+    /// region still do not campaign in lockstep.
     pub randomized_election: bool,
     /// Ticks a leader lease lasts after a quorum acknowledged the leader. Less
     /// than `election_ticks`, to allow for clock drift between stores.

@@ -122,6 +122,12 @@ impl Peer {
         hard_state.commit = hard_state.commit.max(a.applied_index);
         hard_state.term = hard_state.term.max(a.truncated_term).max(a.applied_term);
         let meta = PeerMeta { id: state.peer_id, store_id };
+        let (min_election_tick, max_election_tick) = if cfg.randomized_election {
+            (0, 0)
+        } else {
+            let spread = (state.peer_id.get() % cfg.election_ticks as u64) as usize;
+            (cfg.election_ticks + spread, cfg.election_ticks + spread + 1)
+        };
         let raft_cfg = raft::Config {
             id: state.peer_id.get(),
             election_tick: cfg.election_ticks,
@@ -131,7 +137,8 @@ impl Peer {
             max_inflight_msgs: cfg.max_inflight_msgs,
             check_quorum: true,
             pre_vote: true,
-            max_election_tick: if cfg.randomized_election { 0 } else { cfg.election_ticks + 1 },
+            min_election_tick,
+            max_election_tick,
             read_only_option: raft::ReadOnlyOption::Safe,
             ..Default::default()
         };

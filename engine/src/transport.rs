@@ -7,6 +7,7 @@
 //! [`Shard::on_operator`](crate::Shard::on_operator)), so the shard core
 //! never waits on the network.
 
+use ekv_proto::msg::DownPeer;
 use ekv_proto::{PeerId, PeerMeta, Region, RegionId, StoreId};
 
 use crate::router::{ShardAddr, StoreMsg};
@@ -37,8 +38,9 @@ pub struct RegionHeartbeat {
     pub leader: PeerMeta,
     /// Peers that lag behind the leader's log.
     pub pending_peers: Vec<PeerMeta>,
-    /// Peers not heard from within the election timeout.
-    pub down_peers: Vec<PeerMeta>,
+    /// Peers not heard from for two election timeouts, with how long
+    /// (the meta service replaces one silent for long enough).
+    pub down_peers: Vec<DownPeer>,
     /// Peers that are learners: the region's peer list carries no role,
     /// and a split copies learners into the new regions.
     pub learners: Vec<PeerMeta>,

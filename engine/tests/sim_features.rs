@@ -266,7 +266,7 @@ fn heartbeats_name_down_and_pending_peers() {
     }
     c.run_ticks(60);
     let hb = &c.pd.heartbeats[&RegionId(1)];
-    assert_eq!(hb.down_peers.iter().map(|p| p.store_id).collect::<Vec<_>>(), vec![victim], "{hb:?}");
+    assert_eq!(hb.down_peers.iter().map(|d| d.peer.store_id).collect::<Vec<_>>(), vec![victim], "{hb:?}");
     assert_eq!(hb.pending_peers.iter().map(|p| p.store_id).collect::<Vec<_>>(), vec![victim], "{hb:?}");
     assert!(hb.written_keys > 0 || hb.approximate_keys >= 20, "{hb:?}");
 }

@@ -23,9 +23,9 @@ use ekv_engine::{
     Operator as EngineOperator, PdClient, RegionHeartbeat, SplitIds, StoreHandle, StoreHeartbeat,
 };
 use ekv_proto::msg::{
-    AllocIdRequest, AnyMessage, AskBatchSplitRequest, BootstrapRequest, ChangeKind, DownPeer,
-    GetRegionByIdRequest, GetStoreRequest, IsBootstrappedRequest, Operator, PutStoreRequest,
-    RegionHeartbeatRequest, ReportBatchSplitRequest, StoreHeartbeatRequest, StoreMeta, WireError,
+    AllocIdRequest, AnyMessage, AskBatchSplitRequest, BootstrapRequest, ChangeKind, GetRegionByIdRequest,
+    GetStoreRequest, IsBootstrappedRequest, Operator, PutStoreRequest, RegionHeartbeatRequest,
+    ReportBatchSplitRequest, StoreHeartbeatRequest, StoreMeta, WireError,
 };
 use ekv_proto::{PeerId, PeerMeta, Region, RegionEpoch, RegionId, ShardId, StoreId};
 
@@ -188,7 +188,8 @@ pub fn region_heartbeat_request(hb: RegionHeartbeat, shard: ShardId) -> RegionHe
         leader: Some(hb.leader),
         leader_shard: shard.get() as u32,
         pending_peers: hb.pending_peers,
-        down_peers: hb.down_peers.into_iter().map(|peer| DownPeer { peer, down_seconds: 0 }).collect(),
+        down_peers: hb.down_peers,
+        learners: hb.learners,
         approximate_size: hb.approximate_size,
         approximate_keys: hb.approximate_keys,
         bytes_written: hb.written_bytes,

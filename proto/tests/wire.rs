@@ -177,6 +177,7 @@ fn samples() -> Vec<AnyMessage> {
             leader_shard: 1,
             pending_peers: vec![peer(62, 2)],
             down_peers: vec![DownPeer { peer: peer(63, 3), down_seconds: 120 }],
+            learners: vec![peer(64, 4)],
             approximate_size: 96 << 20,
             approximate_keys: 1_000_000,
             bytes_written: 1,

@@ -334,6 +334,9 @@ impl Peer {
             created.push(state);
         }
         self.raft.mut_store().state.region = parent;
+        // A snapshot taken before the split covers the new regions' ranges
+        // too: a follower holding one of them refuses it forever.
+        self.raft.mut_store().snapshot = None;
         // Halves are estimated until the next split check measures them.
         let parts = keys.len() as u64 + 1;
         self.approx_size /= parts;

@@ -224,7 +224,11 @@ impl<F: Fs> Shard<F> {
     /// may create one and the store places the region on this shard.
     pub(crate) fn route_new(&mut self, env: &RaftEnvelope, creates: bool) -> bool {
         if let Some(owner) = self.router.owner(env.region_id) {
-            return owner == self.id && self.peers.contains_key(&env.region_id);
+            // Another shard of this store may have placed the region here
+            // and forwarded the message: then the peer is made here.
+            if owner != self.id || self.peers.contains_key(&env.region_id) {
+                return owner == self.id;
+            }
         }
         if !creates {
             return false;

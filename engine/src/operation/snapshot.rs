@@ -358,6 +358,13 @@ impl<F: Fs> Shard<F> {
         if peer.meta.id != chunk.to.id {
             return Ok(());
         }
+        // A late duplicate of a snapshot already complete (or older than
+        // what the peer holds) must not reopen its files: they wait to be
+        // ingested.
+        let complete = self.snap.received.get(&chunk.region_id).is_some_and(|r| (r.0, r.1) == (key.1, key.2));
+        if complete || (peer.is_initialized() && key.1 <= peer.applied_index()) {
+            return Ok(());
+        }
         if !chunk.data.is_empty() {
             let inc = self
                 .snap

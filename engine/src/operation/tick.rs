@@ -10,6 +10,7 @@
 //! per pair of shards however many regions they share), so that a dead
 //! leader is replaced.
 
+use ekv_proto::msg::DownPeer;
 use ekv_proto::{PeerId, StoreId};
 
 use crate::peer::Peer;
@@ -53,7 +54,6 @@ impl Peer {
         let _ = self.raft.propose(vec![], data);
     }
 
-    /// The leader's report for the meta service; resets the load counters.
     /// Followers behind the leader's applied index.
     pub(crate) fn pending_count(&self) -> usize {
         let applied = self.applied_index();
@@ -61,6 +61,7 @@ impl Peer {
         self.raft.raft.prs().iter().filter(|(id, pr)| **id != me && pr.matched < applied).count()
     }
 
+    /// The leader's report for the meta service; resets the load counters.
     pub(crate) fn heartbeat(&mut self, now: u64, cfg: &Config) -> RegionHeartbeat {
         let applied = self.applied_index();
         let mut pending = Vec::new();
@@ -76,8 +77,9 @@ impl Peer {
             // Down: silent for two election timeouts (raft-rs's own
             // `recent_active` is reset at every quorum check, too often to tell).
             let heard = *self.peer_heard.entry(PeerId(*id)).or_insert(now);
-            if now.saturating_sub(heard) > 2 * cfg.election_ticks as u64 {
-                down.push(meta);
+            let silent = now.saturating_sub(heard);
+            if silent > 2 * cfg.election_ticks as u64 {
+                down.push(DownPeer { peer: meta, down_seconds: down_seconds(silent, cfg) });
             }
         }
         let learners = &self.state().conf_state.learners;
@@ -255,14 +257,13 @@ impl<F: crate::Fs> crate::shard::Shard<F> {
                 .region
                 .peers
                 .iter()
-                .filter(|p| {
-                    p.store_id != self.store_id
-                        && self
-                            .last_heard
-                            .get(&p.store_id)
-                            .is_none_or(|t| now.saturating_sub(*t) > silent_after)
+                .filter(|p| p.store_id != self.store_id)
+                .filter_map(|p| {
+                    // Never heard from since this shard started: as long.
+                    let silent = self.last_heard.get(&p.store_id).map_or(now, |t| now.saturating_sub(*t));
+                    (silent > silent_after)
+                        .then(|| DownPeer { peer: *p, down_seconds: down_seconds(silent, &cfg) })
                 })
-                .copied()
                 .collect();
             self.pd.push(PdTask::RegionHeartbeat(hb));
         }
@@ -306,4 +307,10 @@ impl<F: crate::Fs> crate::shard::Shard<F> {
             }
         }
     }
+}
+
+/// Whole seconds in `ticks` of logical time.
+fn down_seconds(ticks: u64, cfg: &Config) -> u64 {
+    let ms = u64::try_from(cfg.tick_interval.as_millis()).unwrap_or(u64::MAX);
+    ticks.saturating_mul(ms) / 1000
 }

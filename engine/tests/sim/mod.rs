@@ -147,16 +147,28 @@ impl Transport for Collect<'_> {
     }
 }
 
+/// A split's request for ids: (store, shard, token, count, region).
+pub type SplitAsk = (StoreId, ShardId, u64, usize, Region);
+
 /// The meta service, reduced to what the raftstore asks of it.
 #[derive(Debug, Default)]
 pub struct SimPd {
     pub next_id: u64,
-    asks: Vec<(StoreId, ShardId, u64, usize, Region)>,
+    /// Split asks not answered yet. The simulator answers them from
+    /// `next_id` after each step, unless `external` is set.
+    pub asks: Vec<SplitAsk>,
     pub reported_splits: Vec<Vec<Region>>,
     pub heartbeats: BTreeMap<RegionId, RegionHeartbeat>,
     pub store_heartbeats: u64,
     /// Keys read, summed over all region heartbeats.
     pub read_keys: u64,
+    /// A real meta service drives the cluster: split asks wait in `asks`,
+    /// and heartbeats queue in `fresh` and `fresh_stores` for it to take.
+    pub external: bool,
+    /// Region heartbeats in the order sent, with the sender's shard.
+    pub fresh: Vec<(StoreId, ShardId, RegionHeartbeat)>,
+    /// Store heartbeats (each shard's share) in the order sent.
+    pub fresh_stores: Vec<(StoreId, ShardId, StoreHeartbeat)>,
 }
 
 struct PdCollect<'a> {
@@ -174,10 +186,16 @@ impl PdClient for PdCollect<'_> {
     }
     fn region_heartbeat(&mut self, hb: RegionHeartbeat) {
         self.pd.read_keys += hb.read_keys;
+        if self.pd.external {
+            self.pd.fresh.push((self.store, self.shard, hb.clone()));
+        }
         self.pd.heartbeats.insert(hb.region.id, hb);
     }
-    fn store_heartbeat(&mut self, _: StoreHeartbeat) {
+    fn store_heartbeat(&mut self, hb: StoreHeartbeat) {
         self.pd.store_heartbeats += 1;
+        if self.pd.external {
+            self.pd.fresh_stores.push((self.store, self.shard, hb));
+        }
     }
 }
 
@@ -388,6 +406,9 @@ impl SimCluster {
             }
             let shard = (m.to.shard.get() as usize).min(node.shards.len() - 1);
             node.shards[shard].on_store_msg(m.msg);
+        }
+        if self.pd.external {
+            return;
         }
         for (store, shard, token, count, region) in std::mem::take(&mut self.pd.asks) {
             let ids: Vec<SplitIds> = (0..count)

@@ -469,6 +469,10 @@ impl Cluster {
             info.leader_shard = if info.leader.is_some() { hb.leader_shard } else { 0 };
             info.pending_peers = hb.pending_peers.clone();
             info.down_peers = hb.down_peers.clone();
+            // The leader's word on roles: learners this meta service did
+            // not add (copied by a split, or added before a restart) count.
+            info.learners =
+                hb.learners.iter().filter(|p| info.region.peers.contains(p)).map(|p| p.id).collect();
             info.approximate_size = hb.approximate_size;
             info.approximate_keys = hb.approximate_keys;
             info.last_heartbeat_ms = Some(now_ms);
@@ -526,14 +530,8 @@ impl Cluster {
     ) -> Option<Option<ekv_proto::msg::Operator>> {
         op.note(&progress);
         let id = op.region_id;
-        let added = op.kind.added().filter(|_| op.holds_learner());
         match progress {
             Progress::Step(_) | Progress::Wait(_) => {
-                if let Some(p) = added {
-                    self.table.update_soft(id, |info| {
-                        info.learners.insert(p.id);
-                    });
-                }
                 let step = match &progress {
                     Progress::Step(step) => Some(step.clone()),
                     _ => None,
@@ -543,15 +541,10 @@ impl Cluster {
             }
             Progress::Done => {
                 tracing::info!(region = %id, op = %op.kind, steps = op.steps_sent, "operator finished");
-                if let Some(p) = added {
-                    self.table.update_soft(id, |info| {
-                        info.learners.remove(&p.id);
-                    });
-                }
                 None
             }
             Progress::Invalid(why) => {
-                // A learner it added stays known as one, so that the
+                // A learner it added is still reported as one, so the
                 // extra-replica check removes it first.
                 tracing::warn!(region = %id, op = %op.kind, why, "operator cancelled");
                 None

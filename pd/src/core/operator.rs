@@ -2,11 +2,10 @@
 //! region heartbeat.
 //!
 //! An operator never stores "the step it is at". Each heartbeat it looks
-//! at the region as the leader reports it and derives the next step from
-//! that, so a lost answer or a step the leader dropped is simply issued
-//! again, and a region that moved on its own is noticed. What the region's
-//! peer list cannot show (it carries no learner flag) is kept in
-//! `learner_conf_ver`.
+//! at the region (and the learners) as the leader reports it and derives
+//! the next step from that, so a lost answer or a step the leader dropped
+//! is simply issued again, a step applied twice changes nothing, and a
+//! region that moved on its own is noticed.
 
 use std::fmt;
 
@@ -167,10 +166,8 @@ pub struct RunningOperator {
     pub steps_sent: u32,
     /// Where it stands.
     pub state: OperatorState,
-    /// The region's `conf_ver` when the added replica first showed up as
-    /// a learner; a later `conf_ver` means it was promoted (or the joint
-    /// change entered).
-    pub(crate) learner_conf_ver: Option<u64>,
+    /// The added replica has shown up in the region.
+    pub(crate) learner_seen: bool,
 }
 
 /// What an operator wants after looking at its region.
@@ -208,18 +205,12 @@ impl RunningOperator {
             epoch: info.region.epoch,
             steps_sent: 0,
             state: OperatorState::Created,
-            learner_conf_ver: None,
+            learner_seen: false,
         }
     }
 
-    /// True when the added replica was seen as a learner and not yet
-    /// seen promoted.
-    pub(crate) fn holds_learner(&self) -> bool {
-        self.learner_conf_ver.is_some()
-    }
-
-    /// Looks at the region and decides the next step. Records what the
-    /// region shows about the learner this operator added.
+    /// Looks at the region and decides the next step. Records whether the
+    /// replica this operator adds has shown up.
     pub(crate) fn progress(&mut self, ctx: &Ctx<'_>, info: &RegionInfo) -> Progress {
         let region = &info.region;
         let has = |p: &PeerMeta| region.peer(p.id).is_some();
@@ -229,8 +220,8 @@ impl RunningOperator {
                 if !has(&peer) {
                     return self.add_learner(ctx, peer);
                 }
-                let seen = *self.learner_conf_ver.get_or_insert(region.epoch.conf_ver);
-                if region.epoch.conf_ver > seen {
+                self.learner_seen = true;
+                if !info.learners.contains(&peer.id) {
                     return Progress::Done;
                 }
                 if !ctx.live(peer.store_id) {
@@ -246,8 +237,8 @@ impl RunningOperator {
                 (false, false) => Progress::Invalid("the replica to replace left the region"),
                 (false, true) => self.add_learner(ctx, add),
                 (true, true) => {
-                    let seen = *self.learner_conf_ver.get_or_insert(region.epoch.conf_ver);
-                    if region.epoch.conf_ver > seen {
+                    self.learner_seen = true;
+                    if !info.learners.contains(&add.id) {
                         return Progress::Wait("the joint change is under way");
                     }
                     if !ctx.live(add.store_id) {
@@ -307,7 +298,7 @@ impl RunningOperator {
     /// Step 1 of adding a replica, unless the learner was already seen
     /// and has since vanished.
     fn add_learner(&self, ctx: &Ctx<'_>, peer: PeerMeta) -> Progress {
-        if self.learner_conf_ver.is_some() {
+        if self.learner_seen {
             return Progress::Invalid("the new learner left the region");
         }
         if !ctx.accepts_load(peer.store_id) {

@@ -69,9 +69,8 @@ pub struct RegionInfo {
     pub pending_peers: Vec<PeerMeta>,
     /// Peers the leader has not heard from.
     pub down_peers: Vec<DownPeer>,
-    /// Peers this meta service added as learners and has not seen promoted.
-    /// The region's peer list carries no learner flag, so this is all the
-    /// core knows; it is lost with a restart.
+    /// Peers that are learners, as the leader last reported them (the
+    /// region's peer list carries no role).
     pub learners: BTreeSet<PeerId>,
     /// Approximate bytes.
     pub approximate_size: u64,

@@ -60,8 +60,7 @@ pub struct PeerStatus {
     pub id: u64,
     /// Store id.
     pub store_id: u64,
-    /// "leader", "voter" or "learner" (learners are known only when this
-    /// meta service added them).
+    /// "leader", "voter" or "learner" (as the leader last reported).
     pub role: &'static str,
     /// The leader reports it lagging.
     pub pending: bool,

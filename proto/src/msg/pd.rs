@@ -531,6 +531,8 @@ pub struct RegionHeartbeatRequest {
     pub pending_peers: Vec<PeerMeta>,
     /// Peers not heard from.
     pub down_peers: Vec<DownPeer>,
+    /// Peers that are learners (the region's peer list carries no role).
+    pub learners: Vec<PeerMeta>,
     /// Approximate bytes in the region.
     pub approximate_size: u64,
     /// Approximate keys in the region.
@@ -557,6 +559,7 @@ impl Message for RegionHeartbeatRequest {
             put_peer(b, &d.peer);
             put_u64(b, d.down_seconds);
         });
+        put_list(buf, &self.learners, |b, p| put_peer(b, p));
         for v in [
             self.approximate_size,
             self.approximate_keys,
@@ -578,6 +581,7 @@ impl Message for RegionHeartbeatRequest {
             down_peers: get_list(r, "down peers", MAX_PEERS, |r| {
                 Ok(DownPeer { peer: get_peer(r)?, down_seconds: get_u64(r, "down seconds")? })
             })?,
+            learners: get_list(r, "learners", MAX_PEERS, get_peer)?,
             approximate_size: get_u64(r, "approximate size")?,
             approximate_keys: get_u64(r, "approximate keys")?,
             bytes_written: get_u64(r, "bytes written")?,

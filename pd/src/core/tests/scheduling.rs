@@ -335,10 +335,12 @@ fn a_stray_learner_is_promoted_instead_of_copying_again() {
     with_learner.epoch.conf_ver += 1;
     let mut hb = heartbeat(&with_learner, peer(1, 1));
     hb.pending_peers = vec![learner];
+    hb.learners = vec![learner];
     live_heartbeat(&mut pd, &[1, 2, 4], 41_000);
     assert_eq!(pd.region_heartbeat(&hb, 41_000).unwrap().operator, None, "waits for the learner");
     live_heartbeat(&mut pd, &[1, 2, 4], 700_000);
-    let hb = heartbeat(&with_learner, peer(1, 1));
+    let mut hb = heartbeat(&with_learner, peer(1, 1));
+    hb.learners = vec![learner];
     let next = pd.region_heartbeat(&hb, 700_000).unwrap().operator.unwrap();
     assert_eq!(
         next,
@@ -349,4 +351,27 @@ fn a_stray_learner_is_promoted_instead_of_copying_again() {
             ]
         }
     );
+}
+
+/// A learner this meta service did not add (a split copies learners into
+/// the new regions; a new meta-service leader knows none) is not a voter:
+/// the region gets its third voter by promoting it, and leadership never
+/// goes to it.
+#[test]
+fn a_reported_learner_is_not_counted_as_a_voter() {
+    let mut pd = must_bootstrapped(Settings::default(), &[2, 3]);
+    let r = region(1, "", "", (3, 1), &[(1, 1), (2, 2), (3, 3)]);
+    live_heartbeat(&mut pd, &[1, 2, 3], 1_000);
+    let mut hb = heartbeat(&r, peer(1, 1));
+    hb.learners = vec![peer(3, 3)];
+    let op = pd.region_heartbeat(&hb, 1_000).unwrap().operator;
+    assert_eq!(
+        op,
+        Some(Operator::ChangePeer {
+            changes: vec![PeerChange { kind: ChangeKind::AddVoter, peer: peer(3, 3) }]
+        })
+    );
+    let status = pd.status(1_000);
+    let roles: Vec<&str> = status.regions[0].peers.iter().map(|p| p.role).collect();
+    assert_eq!(roles, ["leader", "voter", "learner"]);
 }

@@ -179,6 +179,7 @@ impl Sim {
             leader_shard: 0,
             pending_peers: pending,
             down_peers,
+            learners: r.region.peers.iter().filter(|p| r.learners.contains(&p.id)).copied().collect(),
             approximate_size: r.size,
             approximate_keys: r.size / 100,
             bytes_written: r.write_bytes_per_sec * interval / 1000,
@@ -347,6 +348,15 @@ impl Sim {
             .iter()
             .zip(&ids.new_peer_ids)
             .map(|(p, id)| PeerMeta { id: *id, store_id: p.store_id })
+            .collect();
+        // Learners stay learners in the new region, as the raftstore's split does.
+        right.learners = r
+            .region
+            .peers
+            .iter()
+            .zip(&ids.new_peer_ids)
+            .filter(|(p, _)| r.learners.contains(&p.id))
+            .map(|(_, id)| *id)
             .collect();
         right.leader = right.region.peer_on(r.leader_store()).map(|p| p.id).unwrap_or_default();
         right.lo = mid;
