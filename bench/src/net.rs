@@ -274,7 +274,11 @@ impl Drop for Server {
 fn start_server(dir: &std::path::Path, leader_wait: Duration) -> Result<Server, BoxError> {
     let base_port = free_base_port(ServerConfig::default().host, 1)?;
     let server = ServerConfig { base_port, ..ServerConfig::default() };
-    let (store, addr) = single_replica_server(dir, Config::default(), server, leader_wait)?;
+    // EKV_BENCH_SPIN_US: let the shard poll this long before sleeping (see
+    // `Config::spin_before_park`), to measure what wake-ups cost.
+    let spin = std::env::var("EKV_BENCH_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let cfg = Config { spin_before_park: Duration::from_micros(spin), ..Config::default() };
+    let (store, addr) = single_replica_server(dir, cfg, server, leader_wait)?;
     Ok(Server { store: Some(store), addr })
 }
 

@@ -61,11 +61,17 @@ impl Timer {
                     due.push(w);
                 }
             }
-            let wait = st.heap.peek().map(|Reverse((at, _))| at.saturating_duration_since(now));
-            drop(st);
-            due.into_iter().for_each(Waker::wake);
-            st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            st = match wait {
+            if !due.is_empty() {
+                // Wake outside the lock, then look again: a sleep may have
+                // been registered meanwhile, and its notice went to no one.
+                drop(st);
+                due.into_iter().for_each(Waker::wake);
+                st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            // The wait is computed under the lock it is taken with, so no
+            // registration can slip between the two.
+            st = match st.heap.peek().map(|Reverse((at, _))| at.saturating_duration_since(now)) {
                 Some(d) => self.changed.wait_timeout(st, d).unwrap_or_else(PoisonError::into_inner).0,
                 None => self.changed.wait(st).unwrap_or_else(PoisonError::into_inner),
             };

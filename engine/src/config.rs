@@ -76,6 +76,11 @@ pub struct Config {
     pub lsm_memtable_bytes: usize,
     /// LSM block cache size.
     pub lsm_block_cache_bytes: usize,
+    /// How long an idle shard executor polls for work before it sleeps in
+    /// the kernel. A wake-up from sleep costs tens of microseconds of tail
+    /// latency; polling costs a core. Zero (the default) never polls: use
+    /// it only when each shard has a core of its own.
+    pub spin_before_park: Duration,
 }
 
 impl Default for Config {
@@ -110,6 +115,7 @@ impl Default for Config {
             wal_segment_bytes: 64 << 20,
             lsm_memtable_bytes: 64 << 20,
             lsm_block_cache_bytes: 256 << 20,
+            spin_before_park: Duration::ZERO,
         }
     }
 }

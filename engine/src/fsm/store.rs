@@ -472,6 +472,9 @@ impl Store {
             if let Some(bytes) = io_memory {
                 builder = builder.io_memory(bytes);
             }
+            if !spec.cfg.spin_before_park.is_zero() {
+                builder = builder.spin_before_park(spec.cfg.spin_before_park);
+            }
             let (open_tx, open_rx) = oneshot::channel();
             match builder.spawn(move || run_shard(ctx, open_tx)) {
                 Ok(h) => {
