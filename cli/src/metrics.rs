@@ -27,6 +27,19 @@ pub struct Prom {
 pub type Labels<'a> = &'a [(&'a str, String)];
 
 impl Prom {
+    /// A page that starts with `ekv_build_info`, as every status page does.
+    fn with_build_info() -> Self {
+        let mut p = Prom::default();
+        p.single(
+            "ekv_build_info",
+            "gauge",
+            "ekv version.",
+            &[("version", env!("CARGO_PKG_VERSION").into())],
+            1,
+        );
+        p
+    }
+
     /// Starts a family.
     pub fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.out, "# HELP {name} {help}");
@@ -171,14 +184,7 @@ pub fn store_handler(info: StoreInfo) -> Handler {
             "/metrics" => {
                 let stats = block_on(info.handle.stats());
                 let peers = block_on(info.handle.status());
-                let mut p = Prom::default();
-                p.single(
-                    "ekv_build_info",
-                    "gauge",
-                    "ekv version.",
-                    &[("version", env!("CARGO_PKG_VERSION").into())],
-                    1,
-                );
+                let mut p = Prom::with_build_info();
                 p.single(
                     "ekv_store_shards",
                     "gauge",
@@ -314,14 +320,7 @@ pub fn member_handler(info: MemberInfo) -> Handler {
         match path {
             "/metrics" => {
                 let stats = block_on(info.handle.stats());
-                let mut p = Prom::default();
-                p.single(
-                    "ekv_build_info",
-                    "gauge",
-                    "ekv version.",
-                    &[("version", env!("CARGO_PKG_VERSION").into())],
-                    1,
-                );
+                let mut p = Prom::with_build_info();
                 p.single(
                     "ekv_pd_is_leader",
                     "gauge",
