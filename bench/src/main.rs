@@ -53,6 +53,7 @@ pub mod harness;
 mod kv;
 mod lsm;
 mod net;
+mod pd;
 pub mod raw;
 mod wal;
 
@@ -109,6 +110,9 @@ enum Suite {
     /// Network: codec ns per message; one shard server's gets over loopback
     /// against a plain TCP echo of the same sizes.
     Net,
+    /// Meta service: region heartbeats per second and GetRegion latency of
+    /// one member with 100,000 and 1,000,000 regions, and of its core alone.
+    Pd,
     /// Key-value workloads end to end (YCSB A-F, raw and batched writes),
     /// closed or open loop, against etcd and the other targets in one run.
     Kv(Box<kv::KvArgs>),
@@ -121,6 +125,7 @@ fn main() -> ExitCode {
         Suite::Lsm(args) => lsm::run(&cli.opts, args),
         Suite::Engine => engine::run(&cli.opts),
         Suite::Net => net::run(&cli.opts),
+        Suite::Pd => pd::run(&cli.opts),
         Suite::Kv(args) => kv::run(&cli.opts, *args),
     };
     match result {
@@ -154,6 +159,10 @@ mod tests {
         assert!(matches!(cli.suite, Suite::Engine) && cli.opts.quick && cli.opts.json);
         let cli = Cli::try_parse_from(["ekv-bench", "net", "--quick"]).unwrap();
         assert!(matches!(cli.suite, Suite::Net) && cli.opts.quick);
+        let cli = Cli::try_parse_from(["ekv-bench", "pd", "--quick", "--filter", "core"]).unwrap();
+        assert!(
+            matches!(cli.suite, Suite::Pd) && cli.opts.quick && cli.opts.filter.as_deref() == Some("core")
+        );
         let cli =
             Cli::try_parse_from(["ekv-bench", "kv", "--quick", "--target", "etcd", "--etcd-start", "--json"])
                 .unwrap();

@@ -9,6 +9,10 @@
 //!   `PutRequest` 16 B key + 100 B value, `ScanResponse` of 100 such pairs)
 //!   and per 32-byte frame header; each the median of a few timed
 //!   repetitions. Plain numbers: nothing in the run compares.
+//! - `server_stats/record` and `server_stats/clock_read`: what counting a
+//!   request costs the shard server (its operation and outcome slots and
+//!   the counter and histogram bumps; one clock read). A request pays one
+//!   record and at most two clock reads.
 //! - `get/seq/client=connection`: one store, one shard, one region with one
 //!   replica (no replication), production tick interval, preloaded with
 //!   100-byte values written through the server (they stay in the LSM
@@ -241,6 +245,27 @@ fn codec_cases(opts: &crate::Opts, plan: &Plan, report: &mut Report) {
         let ns = ns_per_op(plan.codec_reps, plan.codec_rep, || {
             let h = FrameHeader::decode_from(black_box(&bytes), &limits).expect("a header just encoded");
             black_box(h);
+        });
+        report.push(CaseResult::plain(case, "ns_per_op", ns));
+    }
+    let case = "server_stats/record";
+    if opts.wants(case) {
+        let stats = ekv_net::server_stats::ServerStats::default();
+        let shard = stats.shard(ekv_proto::ShardId(0), ([127, 0, 0, 1], 1).into());
+        let answer = AnyMessage::GetResponse(GetResponse { value: Some(value(7)) });
+        let mut nanos = 0u64;
+        let ns = ns_per_op(plan.codec_reps, plan.codec_rep, || {
+            // Latencies that walk the buckets, as real ones do.
+            nanos = (nanos + 7_919) % 3_000_000;
+            let op = ekv_net::server_stats::op_slot(black_box(MsgType::GetRequest as u16));
+            shard.record(op, ekv_net::server_stats::outcome_slot(black_box(&answer)), black_box(nanos));
+        });
+        report.push(CaseResult::plain(case, "ns_per_op", ns));
+    }
+    let case = "server_stats/clock_read";
+    if opts.wants(case) {
+        let ns = ns_per_op(plan.codec_reps, plan.codec_rep, || {
+            black_box(Instant::now());
         });
         report.push(CaseResult::plain(case, "ns_per_op", ns));
     }

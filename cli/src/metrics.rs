@@ -10,8 +10,11 @@ use std::time::Duration;
 use ekv_client::rt::block_on;
 use ekv_client::{MetaClient, MetaConfig};
 use ekv_engine::{PeerStatus, ShardStats, StoreHandle};
+use ekv_io::Histogram;
+use ekv_net::server_stats::{ServerSnapshot, ServerStats, OUTCOMES};
 use ekv_pd::member::META_REGION;
 use ekv_proto::msg::{AnyMessage, GetStatusRequest};
+use ekv_proto::ShardId;
 use serde_json::{json, Value};
 
 use crate::http::{Body, Handler};
@@ -76,10 +79,35 @@ impl Prom {
         self.sample(name, labels, value);
     }
 
+    /// The samples of one histogram of the current family (a family of
+    /// type `histogram`): cumulative `_bucket`s ending with `+Inf`, `_sum`
+    /// and `_count`, in seconds.
+    pub fn histogram(&mut self, name: &str, labels: Labels<'_>, h: &Histogram) {
+        let mut with_le: Vec<(&str, String)> = labels.to_vec();
+        with_le.push(("le", String::new()));
+        let bucket = format!("{name}_bucket");
+        let mut total = 0;
+        for (bound, count) in h.cumulative() {
+            if let Some(le) = with_le.last_mut() {
+                le.1 = bound.map_or_else(|| "+Inf".to_owned(), |us| seconds(us as f64 / 1e6));
+            }
+            self.sample(&bucket, &with_le, count);
+            total = count;
+        }
+        self.sample(&format!("{name}_sum"), labels, seconds(h.sum_nanos as f64 / 1e9));
+        self.sample(&format!("{name}_count"), labels, total);
+    }
+
     /// The text.
     pub fn finish(self) -> String {
         self.out
     }
+}
+
+/// Seconds to the nanosecond as a plain decimal (`0.00015`, `2`, `0`).
+fn seconds(s: f64) -> String {
+    let t = format!("{s:.9}");
+    t.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// A shard counter: name, help, and how to read it.
@@ -98,13 +126,163 @@ const SHARD_COUNTERS: &[ShardCounter] = &[
     ("ekv_shard_snapshots_generated_total", "Snapshots generated.", |s| s.snapshots_generated),
     ("ekv_shard_snapshots_applied_total", "Snapshots applied.", |s| s.snapshots_applied),
     ("ekv_shard_peer_ticks_total", "Peers ticked (hibernating peers are not).", |s| s.peer_ticks),
+    ("ekv_shard_appended_entries_total", "Raft entries appended to the log (the WAL).", |s| {
+        s.appended_entries
+    }),
+    ("ekv_shard_messages_received_total", "Raft messages received.", |s| s.messages_received),
+    ("ekv_wal_records_total", "WAL records written (one per write).", |s| s.wal.records),
+    ("ekv_wal_batches_total", "WAL batches written (records carry several).", |s| s.wal.batches),
+    ("ekv_wal_syncs_total", "WAL fdatasync calls.", |s| s.wal.syncs),
+    ("ekv_wal_written_bytes_total", "Bytes the WAL handed to the disk (alignment included).", |s| {
+        s.wal.bytes_written
+    }),
+    ("ekv_wal_payload_bytes_total", "Payload bytes the WAL wrote.", |s| s.wal.payload_bytes),
+    ("ekv_lsm_user_written_bytes_total", "Key and value bytes written to the LSM tree.", |s| {
+        s.lsm.user_bytes_written
+    }),
+    ("ekv_lsm_flushes_total", "Memtables flushed.", |s| s.lsm.flushes),
+    ("ekv_lsm_flush_written_bytes_total", "Table bytes written by flushes.", |s| s.lsm.flush_bytes_written),
+    ("ekv_lsm_compactions_total", "Compactions that rewrote tables.", |s| s.lsm.compactions),
+    ("ekv_lsm_trivial_moves_total", "Compactions that only moved a table down.", |s| s.lsm.trivial_moves),
+    ("ekv_lsm_compaction_read_bytes_total", "Table bytes read by compactions.", |s| {
+        s.lsm.compaction_bytes_read
+    }),
+    ("ekv_lsm_compaction_written_bytes_total", "Table bytes written by compactions.", |s| {
+        s.lsm.compaction_bytes_written
+    }),
+    ("ekv_lsm_write_stalls_total", "Writes that waited on flushes or compactions.", |s| s.lsm.stall_count),
+    ("ekv_lsm_table_probes_total", "Tables consulted by point reads.", |s| s.lsm.table_probes),
+    ("ekv_lsm_ingested_tables_total", "Tables ingested (snapshots).", |s| s.lsm.ingested_tables),
+    ("ekv_lsm_block_cache_hits_total", "Block cache hits.", |s| s.lsm.cache.hits),
+    ("ekv_lsm_block_cache_misses_total", "Block cache misses.", |s| s.lsm.cache.misses),
+    ("ekv_lsm_block_cache_inserts_total", "Blocks added to the block cache.", |s| s.lsm.cache.inserts),
+    ("ekv_lsm_block_cache_evictions_total", "Blocks evicted from the block cache.", |s| {
+        s.lsm.cache.evictions
+    }),
+];
+
+/// A shard gauge: name, help, and how to read it.
+const SHARD_GAUGES: &[ShardCounter] = &[
+    ("ekv_wal_segments", "WAL segments in use.", |s| s.wal.segments as u64),
+    ("ekv_wal_spare_segments", "Pre-written WAL segments ready.", |s| s.wal.spare_segments as u64),
+    ("ekv_wal_regions", "Regions with state in the WAL.", |s| s.wal.regions as u64),
+    ("ekv_wal_entries", "Live entries the WAL indexes.", |s| s.wal.entries as u64),
+    ("ekv_wal_index_bytes", "Memory of the WAL's index.", |s| s.wal.index_bytes as u64),
+    ("ekv_wal_cache_bytes", "Entry payload bytes in the WAL's cache.", |s| s.wal.cache_bytes as u64),
+    ("ekv_wal_poisoned", "1 when an I/O failure poisoned the WAL.", |s| u64::from(s.wal.poisoned)),
+    ("ekv_lsm_memtable_bytes", "Bytes in memtables (mutable and frozen).", |s| s.lsm.memtable_bytes as u64),
+    ("ekv_lsm_immutable_memtables", "Frozen memtables waiting for flush.", |s| {
+        s.lsm.immutable_memtables as u64
+    }),
+    ("ekv_lsm_pending_compaction_bytes", "Bytes compaction still has to rewrite (estimate).", |s| {
+        s.lsm.pending_compaction_bytes
+    }),
+    ("ekv_lsm_table_raw_bytes", "Key and value bytes in tables, all versions.", |s| s.lsm.table_raw_bytes),
+    ("ekv_lsm_block_cache_usage_bytes", "Bytes the block cache holds.", |s| s.lsm.cache.usage as u64),
+    ("ekv_lsm_block_cache_capacity_bytes", "The block cache's bound.", |s| s.lsm.cache.capacity as u64),
+];
+
+/// A shard time total: name, help, and how to read it in nanoseconds.
+const SHARD_SECONDS: &[ShardCounter] = &[
+    ("ekv_wal_encode_seconds_total", "Time the WAL spent building records.", |s| s.wal.encode_nanos),
+    ("ekv_lsm_flush_seconds_total", "Time spent flushing memtables.", |s| s.lsm.flush_micros * 1_000),
+    ("ekv_lsm_compaction_seconds_total", "Wall time of compactions.", |s| s.lsm.compaction_micros * 1_000),
+    ("ekv_lsm_stall_seconds_total", "Time writers waited on flushes and compactions.", |s| {
+        s.lsm.stall_micros * 1_000
+    }),
+    ("ekv_lsm_stop_seconds_total", "The part of the stall time writers were stopped.", |s| {
+        s.lsm.stop_micros * 1_000
+    }),
 ];
 
 fn shard_metrics(p: &mut Prom, role: &str, id: &str, stats: &[ShardStats]) {
-    for (name, help, get) in SHARD_COUNTERS {
+    let labels = |i: usize| [(role, id.to_owned()), ("shard", i.to_string())];
+    for (kind, table) in [("counter", SHARD_COUNTERS), ("gauge", SHARD_GAUGES)] {
+        for (name, help, get) in table {
+            p.family(name, kind, help);
+            for (i, s) in stats.iter().enumerate() {
+                p.sample(name, &labels(i), get(s));
+            }
+        }
+    }
+    for (name, help, get) in SHARD_SECONDS {
         p.family(name, "counter", help);
         for (i, s) in stats.iter().enumerate() {
-            p.sample(name, &[(role, id.to_owned()), ("shard", i.to_string())], get(s));
+            p.sample(name, &labels(i), seconds(get(s) as f64 / 1e9));
+        }
+    }
+    let name = "ekv_wal_sync_duration_seconds";
+    p.family(name, "histogram", "Time of each WAL write + fdatasync.");
+    for (i, s) in stats.iter().enumerate() {
+        p.histogram(name, &labels(i), &s.wal.io_latency);
+    }
+    p.family("ekv_lsm_max_stall_seconds", "gauge", "The longest wait of one write since start.");
+    for (i, s) in stats.iter().enumerate() {
+        p.sample("ekv_lsm_max_stall_seconds", &labels(i), seconds(s.lsm.max_stall_micros as f64 / 1e6));
+    }
+    for (k, (name, help)) in [
+        ("ekv_lsm_level_files", "Tables per LSM level."),
+        ("ekv_lsm_level_bytes", "Table bytes per LSM level."),
+        ("ekv_lsm_level_target_bytes", "Target size per LSM level (0 for L0)."),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        p.family(name, "gauge", help);
+        for (i, s) in stats.iter().enumerate() {
+            for (level, l) in s.lsm.levels.iter().enumerate() {
+                let [a, b] = labels(i);
+                p.sample(
+                    name,
+                    &[a, b, ("level", level.to_string())],
+                    [l.files as u64, l.bytes, l.target_bytes][k],
+                );
+            }
+        }
+    }
+}
+
+/// The shard servers' request counters and latencies.
+fn server_metrics(p: &mut Prom, role: &str, id: &str, shards: &[(ShardId, ServerSnapshot)]) {
+    let labels = |shard: ShardId| vec![(role, id.to_owned()), ("shard", shard.get().to_string())];
+    p.family("ekv_requests_total", "counter", "Requests answered, by operation and outcome.");
+    for (shard, s) in shards {
+        for op in &s.ops {
+            for (outcome, n) in OUTCOMES.iter().zip(op.outcomes) {
+                // `ok` always, errors once they happened: a page lists
+                // what was asked, not every error of every operation.
+                if n > 0 || *outcome == "ok" {
+                    let mut l = labels(*shard);
+                    l.extend([("op", op.op.to_owned()), ("outcome", (*outcome).to_owned())]);
+                    p.sample("ekv_requests_total", &l, n);
+                }
+            }
+        }
+    }
+    let name = "ekv_request_duration_seconds";
+    p.family(name, "histogram", "Time from a request read to its answer queued, by operation.");
+    for (shard, s) in shards {
+        for op in &s.ops {
+            let mut l = labels(*shard);
+            l.push(("op", op.op.to_owned()));
+            p.histogram(name, &l, &op.latency);
+        }
+    }
+    for (name, help, get) in [
+        (
+            "ekv_net_raft_frames_received_total",
+            "Frames of raft traffic received from other stores.",
+            (|s| s.raft_frames) as fn(&ServerSnapshot) -> u64,
+        ),
+        ("ekv_net_raft_received_bytes_total", "Body bytes of those frames.", |s| s.raft_bytes),
+        ("ekv_net_connections_accepted_total", "Connections accepted.", |s| s.connections),
+        ("ekv_net_bad_frames_total", "Frames refused for a bad header (connection closed).", |s| {
+            s.bad_frames
+        }),
+    ] {
+        p.family(name, "counter", help);
+        for (shard, s) in shards {
+            p.sample(name, &labels(*shard), get(s));
         }
     }
 }
@@ -136,7 +314,32 @@ fn stats_json(stats: &[ShardStats]) -> Value {
                     "lease_reads": s.lease_reads, "read_index_reads": s.read_index_reads,
                     "messages_sent": s.messages_sent, "snapshots_generated": s.snapshots_generated,
                     "snapshots_applied": s.snapshots_applied, "peer_ticks": s.peer_ticks,
+                    "appended_entries": s.appended_entries, "messages_received": s.messages_received,
+                    "wal": {
+                        "syncs": s.wal.syncs, "bytes_written": s.wal.bytes_written,
+                        "segments": s.wal.segments, "entries": s.wal.entries, "poisoned": s.wal.poisoned,
+                    },
+                    "lsm": {
+                        "memtable_bytes": s.lsm.memtable_bytes, "flushes": s.lsm.flushes,
+                        "compactions": s.lsm.compactions, "stall_count": s.lsm.stall_count,
+                        "level_files": s.lsm.levels.iter().map(|l| l.files).collect::<Vec<_>>(),
+                        "level_bytes": s.lsm.levels.iter().map(|l| l.bytes).collect::<Vec<_>>(),
+                    },
                 })
+            })
+            .collect(),
+    )
+}
+
+/// Requests answered per shard and operation, all outcomes.
+fn requests_json(shards: &[(ShardId, ServerSnapshot)]) -> Value {
+    Value::Array(
+        shards
+            .iter()
+            .map(|(shard, s)| {
+                let ops: serde_json::Map<String, Value> =
+                    s.ops.iter().map(|o| (o.op.to_owned(), json!(o.outcomes.iter().sum::<u64>()))).collect();
+                json!({ "shard": shard.get(), "requests": ops })
             })
             .collect(),
     )
@@ -174,6 +377,8 @@ pub struct StoreInfo {
     pub addr: SocketAddr,
     /// Data directory.
     pub data_dir: String,
+    /// The request counters of its shard servers.
+    pub server: ServerStats,
 }
 
 /// The status handler of a store.
@@ -194,6 +399,7 @@ pub fn store_handler(info: StoreInfo) -> Handler {
                 );
                 peer_metrics(&mut p, "store", &id, &peers);
                 shard_metrics(&mut p, "store", &id, &stats);
+                server_metrics(&mut p, "store", &id, &info.server.snapshot());
                 Some(Body::metrics(p.finish()))
             }
             "/status" => {
@@ -208,6 +414,7 @@ pub fn store_handler(info: StoreInfo) -> Handler {
                     "version": env!("CARGO_PKG_VERSION"),
                     "regions": peers_json(&peers),
                     "stats": stats_json(&stats),
+                    "requests": requests_json(&info.server.snapshot()),
                 })))
             }
             _ => None,
@@ -228,6 +435,8 @@ pub struct MemberInfo {
     pub members: Vec<(u64, String)>,
     /// Voters every region should have.
     pub replicas: usize,
+    /// The request counters of its server.
+    pub server: ServerStats,
 }
 
 /// The meta service's status view, asked of this member (only when it
@@ -333,6 +542,7 @@ pub fn member_handler(info: MemberInfo) -> Handler {
                     view_metrics(&mut p, v, info.replicas);
                 }
                 shard_metrics(&mut p, "member", &id, &stats);
+                server_metrics(&mut p, "member", &id, &info.server.snapshot());
                 Some(Body::metrics(p.finish()))
             }
             "/status" => {
@@ -353,6 +563,7 @@ pub fn member_handler(info: MemberInfo) -> Handler {
                     "members": info.members.iter().map(|(i, a)| json!({"id": i, "address": a})).collect::<Vec<_>>(),
                     "version": env!("CARGO_PKG_VERSION"),
                     "stats": stats_json(&stats),
+                    "requests": requests_json(&info.server.snapshot()),
                     "cluster": cluster,
                 })))
             }
@@ -377,6 +588,56 @@ mod tests {
             "# HELP ekv_x_total X.\n# TYPE ekv_x_total counter\nekv_x_total{shard=\"0\"} 3\n\
              ekv_x_total{shard=\"1\\\"\\\\\"} 4\n# HELP ekv_up Up.\n# TYPE ekv_up gauge\nekv_up 1\n"
         );
+    }
+
+    #[test]
+    fn histograms_are_cumulative_in_seconds_and_end_at_inf() {
+        let mut h = Histogram::default();
+        h.record_nanos(8_000);
+        h.record_nanos(120_000);
+        h.record_nanos(20_000_000_000);
+        let mut p = Prom::default();
+        p.family("ekv_x_seconds", "histogram", "X.");
+        p.histogram("ekv_x_seconds", &[("op", "get".into())], &h);
+        let text = p.finish();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[2], "ekv_x_seconds_bucket{op=\"get\",le=\"0.00001\"} 1");
+        assert!(lines.contains(&"ekv_x_seconds_bucket{op=\"get\",le=\"0.00015\"} 2"), "{text}");
+        assert!(lines.contains(&"ekv_x_seconds_bucket{op=\"get\",le=\"10\"} 2"), "{text}");
+        let n = lines.len();
+        assert_eq!(lines[n - 3], "ekv_x_seconds_bucket{op=\"get\",le=\"+Inf\"} 3");
+        assert_eq!(lines[n - 2], "ekv_x_seconds_sum{op=\"get\"} 20.000128");
+        assert_eq!(lines[n - 1], "ekv_x_seconds_count{op=\"get\"} 3");
+        assert_eq!(n, 2 + ekv_io::histogram::BUCKETS + 2);
+    }
+
+    #[test]
+    fn request_counters_become_families_per_operation_and_outcome() {
+        use ekv_net::server_stats::{op_slot, outcome_slot};
+        use ekv_proto::msg::{ErrorResponse, MsgType, PutResponse, WireError};
+        let stats = ServerStats::default();
+        let shard = stats.shard(ShardId(1), "127.0.0.1:1".parse().unwrap());
+        let put = op_slot(MsgType::PutRequest as u16);
+        shard.record(put, outcome_slot(&AnyMessage::PutResponse(PutResponse)), 300_000);
+        let not_leader =
+            AnyMessage::ErrorResponse(ErrorResponse::from(WireError::NotLeader { leader: None }));
+        shard.record(put, outcome_slot(&not_leader), 50_000);
+        let mut p = Prom::default();
+        server_metrics(&mut p, "store", "4", &stats.snapshot());
+        let text = p.finish();
+        for line in [
+            "ekv_requests_total{store=\"4\",shard=\"1\",op=\"put\",outcome=\"ok\"} 1",
+            "ekv_requests_total{store=\"4\",shard=\"1\",op=\"put\",outcome=\"not_leader\"} 1",
+            "ekv_request_duration_seconds_bucket{store=\"4\",shard=\"1\",op=\"put\",le=\"0.00005\"} 1",
+            "ekv_request_duration_seconds_bucket{store=\"4\",shard=\"1\",op=\"put\",le=\"0.0003\"} 2",
+            "ekv_request_duration_seconds_count{store=\"4\",shard=\"1\",op=\"put\"} 2",
+            "ekv_request_duration_seconds_sum{store=\"4\",shard=\"1\",op=\"put\"} 0.00035",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing from\n{text}");
+        }
+        assert!(!text.contains("op=\"get\""), "operations never asked are left out:\n{text}");
+        assert!(!text.contains("outcome=\"timeout\""), "errors that never happened are left out");
+        assert_eq!(text.matches("# TYPE ekv_requests_total counter").count(), 1);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::error::CliResult;
 use crate::http::StatusServer;
 use crate::metrics::{member_handler, store_handler, MemberInfo, StoreInfo};
 use crate::server::{make_dir, say, start_status};
-use crate::signals::{self, Shutdown};
+use crate::signals::{self, Shutdown, Wake};
 use crate::{logging, CliError};
 
 /// `ekv playground`.
@@ -167,9 +167,19 @@ pub fn run(args: &PlaygroundArgs) -> CliResult {
     let outcome = start_and_wait(args, &engine, base, &root, &shutdown, &mut running);
     let code = match outcome {
         Ok(true) => {
-            let sig = shutdown.wait();
-            eprintln!("ekv playground: {}, stopping", signals::name(sig));
-            Ok(ExitCode::SUCCESS)
+            let stores =
+                running.member.iter().map(|m| m.store()).chain(running.stores.iter().map(|n| n.store()));
+            for store in stores {
+                let notifier = shutdown.notifier();
+                store.handle().on_shard_failure(move |why| notifier.failed(why));
+            }
+            match shutdown.wait() {
+                Wake::Signal(sig) => {
+                    eprintln!("ekv playground: {}, stopping", signals::name(sig));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Wake::Failed(why) => Err(CliError::failed(format!("stopped on a storage failure: {why}"))),
+            }
         }
         Ok(false) => Ok(ExitCode::SUCCESS),
         Err(e) => Err(e),
@@ -214,6 +224,7 @@ fn start_and_wait(
             addr: pd_addr,
             members: member_cfg.members.clone(),
             replicas: settings.replicas,
+            server: member.server_stats().clone(),
         }),
     )?);
     running.member = Some(member);
@@ -241,6 +252,7 @@ fn start_and_wait(
                 handle: node.store().handle(),
                 addr: listen,
                 data_dir: dir.display().to_string(),
+                server: node.server_stats().clone(),
             }),
         )?);
         let status = running.status.last().map_or(listen, StatusServer::addr);

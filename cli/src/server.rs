@@ -20,7 +20,7 @@ use crate::config::{self, PdArgs, StoreArgs};
 use crate::error::CliResult;
 use crate::http::{Handler, StatusServer};
 use crate::metrics::{member_handler, store_handler, MemberInfo, StoreInfo};
-use crate::signals::{self, Shutdown};
+use crate::signals::{self, Shutdown, Wake};
 use crate::{logging, CliError};
 
 /// Makes `dir` (and its parents), saying which directory failed.
@@ -62,6 +62,7 @@ pub fn run_pd(args: &PdArgs) -> CliResult {
             addr: member.addr(),
             members,
             replicas,
+            server: member.server_stats().clone(),
         }),
     );
     let status = match status {
@@ -71,14 +72,21 @@ pub fn run_pd(args: &PdArgs) -> CliResult {
             return Err(e);
         }
     };
+    let notifier = shutdown.notifier();
+    member.store().handle().on_shard_failure(move |why| notifier.failed(why));
     shutdown.serving();
     say(&format!("ready: pd={} member={id}", member.addr()));
-    let sig = shutdown.wait();
-    tracing::info!(signal = signals::name(sig), member = id, "stopping");
+    let wake = shutdown.wait();
     drop(status);
-    member.stop().map_err(|e| CliError::failed(format!("stopping meta-service member {id}: {e}")))?;
-    tracing::info!(member = id, "stopped");
-    Ok(ExitCode::SUCCESS)
+    match wake {
+        Wake::Signal(sig) => {
+            tracing::info!(signal = signals::name(sig), member = id, "stopping");
+            member.stop().map_err(|e| CliError::failed(format!("stopping meta-service member {id}: {e}")))?;
+            tracing::info!(member = id, "stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Wake::Failed(why) => Err(failed_stop(&why, member.stop())),
+    }
 }
 
 /// `ekv store`.
@@ -94,7 +102,12 @@ pub fn run_store(args: &StoreArgs) -> CliResult {
     let node = StoreNode::start(cfg).map_err(|e| CliError::failed(format!("starting the store: {e}")))?;
     let status = start_status(
         setup.status_addr,
-        store_handler(StoreInfo { handle: node.store().handle(), addr: node.addr(), data_dir }),
+        store_handler(StoreInfo {
+            handle: node.store().handle(),
+            addr: node.addr(),
+            data_dir,
+            server: node.server_stats().clone(),
+        }),
     );
     let status = match status {
         Ok(s) => s,
@@ -104,12 +117,30 @@ pub fn run_store(args: &StoreArgs) -> CliResult {
         }
     };
     let id = node.id();
+    let notifier = shutdown.notifier();
+    node.store().handle().on_shard_failure(move |why| notifier.failed(why));
     shutdown.serving();
     say(&format!("ready: store={} addr={} shards={shards}", id.get(), node.addr()));
-    let sig = shutdown.wait();
-    tracing::info!(signal = signals::name(sig), store = %id, "stopping");
+    let wake = shutdown.wait();
     drop(status);
-    node.stop().map_err(|e| CliError::failed(format!("stopping store {id}: {e}")))?;
-    tracing::info!(store = %id, "stopped");
-    Ok(ExitCode::SUCCESS)
+    match wake {
+        Wake::Signal(sig) => {
+            tracing::info!(signal = signals::name(sig), store = %id, "stopping");
+            node.stop().map_err(|e| CliError::failed(format!("stopping store {id}: {e}")))?;
+            tracing::info!(store = %id, "stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Wake::Failed(why) => Err(failed_stop(&why, node.stop())),
+    }
+}
+
+/// The error a server exits with after a part of it stopped on `why`
+/// (fail-stop): the rest was stopped with `stopped`, whose error is
+/// usually the same failure again and is only logged.
+fn failed_stop<E: std::fmt::Display>(why: &str, stopped: Result<(), E>) -> CliError {
+    tracing::error!(error = %why, "a shard stopped on an error; the process stops too");
+    if let Err(e) = stopped {
+        tracing::warn!(error = %e, "stopping the rest after the failure");
+    }
+    CliError::failed(format!("stopped on a storage failure: {why}"))
 }

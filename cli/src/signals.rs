@@ -4,9 +4,14 @@
 //! acknowledged yet; an exit there is a crash the storage recovers from.
 //! Once serving, the first signal asks for a clean stop and a second one
 //! exits at once (exit code 1).
+//!
+//! A server also stops when its store fails: a shard that stopped on a
+//! storage error (fail-stop) wakes the waiter through a [`Notifier`], and
+//! the process exits with the error (exit code 1) rather than go on
+//! serving part of its regions.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -16,10 +21,31 @@ use signal_hook::iterator::{Handle, Signals};
 
 use crate::CliError;
 
-/// Signals delivered to the process, in order.
+/// Why a server stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wake {
+    /// A signal asked for a clean stop.
+    Signal(i32),
+    /// A part of the server stopped on an error; the text says which and why.
+    Failed(String),
+}
+
+/// Wakes [`Shutdown::wait`] with a failure, from any thread.
+#[derive(Debug, Clone)]
+pub struct Notifier(Sender<Wake>);
+
+impl Notifier {
+    /// Asks the server to stop because of `why`.
+    pub fn failed(&self, why: &str) {
+        let _ = self.0.send(Wake::Failed(why.to_owned()));
+    }
+}
+
+/// Signals delivered to the process (and failures), in order.
 #[derive(Debug)]
 pub struct Shutdown {
-    rx: Receiver<i32>,
+    rx: Receiver<Wake>,
+    tx: Sender<Wake>,
     serving: Arc<AtomicBool>,
     handle: Handle,
     thread: Option<JoinHandle<()>>,
@@ -45,6 +71,7 @@ impl Shutdown {
             .map_err(|e| CliError::failed(format!("installing signal handlers: {e}")))?;
         let handle = signals.handle();
         let (tx, rx) = mpsc::channel();
+        let signal_tx = tx.clone();
         let serving = Arc::new(AtomicBool::new(false));
         let graceful = serving.clone();
         let thread = std::thread::Builder::new()
@@ -61,11 +88,11 @@ impl Shutdown {
                         eprintln!("ekv: second {}: exiting without a clean stop", name(sig));
                         std::process::exit(1);
                     }
-                    let _ = tx.send(sig);
+                    let _ = signal_tx.send(Wake::Signal(sig));
                 }
             })
             .map_err(|e| CliError::failed(format!("starting the signal thread: {e}")))?;
-        Ok(Self { rx, serving, handle, thread: Some(thread) })
+        Ok(Self { rx, tx, serving, handle, thread: Some(thread) })
     }
 
     /// From now on a signal asks for a clean stop (see [`Shutdown::wait`]).
@@ -73,22 +100,27 @@ impl Shutdown {
         self.serving.store(true, Ordering::SeqCst);
     }
 
-    /// Blocks until a signal arrives; returns it.
-    pub fn wait(&self) -> i32 {
-        self.rx.recv().unwrap_or(SIGTERM)
+    /// A handle that wakes [`Shutdown::wait`] with a failure.
+    pub fn notifier(&self) -> Notifier {
+        Notifier(self.tx.clone())
     }
 
-    /// A signal that arrived within `d`, if any.
-    pub fn wait_timeout(&self, d: Duration) -> Option<i32> {
+    /// Blocks until a signal or a failure arrives; returns it.
+    pub fn wait(&self) -> Wake {
+        self.rx.recv().unwrap_or(Wake::Signal(SIGTERM))
+    }
+
+    /// A signal (or failure) that arrived within `d`, if any.
+    pub fn wait_timeout(&self, d: Duration) -> Option<Wake> {
         match self.rx.recv_timeout(d) {
-            Ok(sig) => Some(sig),
+            Ok(wake) => Some(wake),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => Some(SIGTERM),
+            Err(RecvTimeoutError::Disconnected) => Some(Wake::Signal(SIGTERM)),
         }
     }
 
-    /// A signal that already arrived, if any.
-    pub fn received(&self) -> Option<i32> {
+    /// A signal (or failure) that already arrived, if any.
+    pub fn received(&self) -> Option<Wake> {
         self.rx.try_recv().ok()
     }
 }

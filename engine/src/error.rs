@@ -95,4 +95,12 @@ impl Error {
     pub fn is_fatal(&self) -> bool {
         matches!(self, Error::Wal(_) | Error::Lsm(_) | Error::Io(_) | Error::Corruption(_))
     }
+
+    /// What a failpoint returns to stop the shard right there, as a crash
+    /// would: a fatal error naming the point.
+    // Built whenever the `fail` crate's failpoints are (features unify).
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+    pub(crate) fn failpoint(name: &'static str) -> Self {
+        Error::Io(ekv_io::IoError::new("failpoint", name, std::io::Error::other("injected crash")))
+    }
 }

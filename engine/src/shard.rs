@@ -89,6 +89,14 @@ pub struct ShardStats {
     pub snapshots_applied: u64,
     /// Peers ticked (hibernating ones are not).
     pub peer_ticks: u64,
+    /// Entries appended to raft logs (written to the WAL).
+    pub appended_entries: u64,
+    /// Raft messages received for peers of this shard.
+    pub messages_received: u64,
+    /// The WAL's counters, as of [`Shard::stats`].
+    pub wal: ekv_wal::Stats,
+    /// The LSM tree's counters and shape, as of [`Shard::stats`].
+    pub lsm: ekv_lsm::Stats,
 }
 
 /// What one peer looks like from outside, for tests and status pages.
@@ -286,15 +294,38 @@ impl<F: Fs> Shard<F> {
         }
         for st in states {
             if st.tombstone {
+                self.router.tombstone(st.region.id, st.peer_id, st.region.epoch);
                 self.tombstones.insert(st.region.id, st);
                 continue;
             }
             let region = st.region.id;
             let (hs, entries) = self.load_log(&st).await?;
+            if self.wal.first_index(region).is_some_and(|first| first <= st.apply.truncated_index) {
+                // The WAL still holds entries the applied state truncated: a
+                // crash came between a snapshot's ingest (or a log GC's
+                // flush) and the WAL write dropping them. Drop them now, or
+                // the next append, past the truncated index, leaves a gap.
+                self.wal_extra.compact(region, st.apply.truncated_index + 1);
+            }
             let peer = Peer::new(&self.cfg, self.store_id, st, hs, entries, self.clock)?;
             self.router.register(region, self.id);
+            if peer.is_initialized() {
+                self.router.set_range(peer.region());
+            }
             self.peers.insert(region, peer);
             self.touched.insert(region);
+        }
+        // A raft log in the WAL without a peer holds the vote of an
+        // uninitialized peer, or the entries of a new region whose split
+        // replays: the region stays on this shard, so that the peer made
+        // again (by a message or the split) finds them.
+        for region in self.wal.regions() {
+            if !self.peers.contains_key(&region)
+                && !self.tombstones.contains_key(&region)
+                && self.router.owner(region).is_none()
+            {
+                self.router.register(region, self.id);
+            }
         }
         Ok(())
     }
@@ -384,6 +415,9 @@ impl<F: Fs> Shard<F> {
         let region = st.region.id;
         let peer = Peer::new(&self.cfg, self.store_id, st, hs, entries, self.clock)?;
         self.router.register(region, self.id);
+        if peer.is_initialized() {
+            self.router.set_range(peer.region());
+        }
         self.tombstones.remove(&region);
         self.peers.insert(region, peer);
         self.touched.insert(region);
@@ -410,9 +444,9 @@ impl<F: Fs> Shard<F> {
         self.clock
     }
 
-    /// Counters.
+    /// Counters, with the WAL's and the LSM tree's.
     pub fn stats(&self) -> ShardStats {
-        self.stats.clone()
+        ShardStats { wal: self.wal.stats(), lsm: self.lsm.stats(), ..self.stats.clone() }
     }
 
     /// Number of peers, and how many of them hibernate.
@@ -457,6 +491,8 @@ impl<F: Fs> Shard<F> {
     pub(crate) fn envelopes(&mut self, id: RegionId, msgs: Vec<PeerMsgTo>) -> Vec<(ShardAddr, StoreMsg)> {
         let Some(peer) = self.peers.get(&id) else { return Vec::new() };
         let mut out = Vec::with_capacity(msgs.len());
+        // One copy of the range per call; the envelopes share it.
+        let (start_key, end_key) = range_bytes(peer.region());
         for (to, msg) in msgs {
             let Some(addr) = peer.addr_of(to) else { continue };
             let to = PeerMeta { id: to, store_id: addr.store };
@@ -468,6 +504,8 @@ impl<F: Fs> Shard<F> {
                     from_shard: self.id,
                     to,
                     epoch: peer.region().epoch,
+                    start_key: start_key.clone(),
+                    end_key: end_key.clone(),
                     msg,
                 }),
             ));
@@ -558,6 +596,7 @@ impl<F: Fs> Shard<F> {
             }
             if !rd.entries().is_empty() {
                 let ents = rd.take_entries();
+                self.stats.appended_entries += ents.len() as u64;
                 wal_batch.add_entries(*id, ents.iter().map(to_wal_entry).collect());
                 peer.raft.mut_store().append(&ents);
             }
@@ -594,6 +633,7 @@ impl<F: Fs> Shard<F> {
                 }
             }
             self.wal.write(&mut wal_batch).await?;
+            crash_point!("engine::round::after_wal_sync");
             self.stats.wal_writes += 1;
         }
         for (id, mut rd, snap_index) in readies {
@@ -666,6 +706,8 @@ impl<F: Fs> Shard<F> {
             answers: Vec::new(),
             effects: Vec::new(),
             applied: 0,
+            router: self.router.clone(),
+            shard: self.id,
         };
         let mut applied_peers = Vec::with_capacity(to_apply.len());
         for (id, entries) in to_apply {
@@ -821,6 +863,11 @@ impl<F: Fs> Shard<F> {
 
 /// A message for one peer of a region.
 pub(crate) type PeerMsgTo = (ekv_proto::PeerId, PeerMsg);
+
+/// `region`'s range as carried in messages.
+pub(crate) fn range_bytes(region: &Region) -> (Bytes, Bytes) {
+    (Bytes::copy_from_slice(&region.start_key), Bytes::copy_from_slice(&region.end_key))
+}
 
 pub(crate) fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
     HardState { term, vote, commit, ..Default::default() }

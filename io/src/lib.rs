@@ -9,7 +9,10 @@
 //! - [`MemFs`]: files in memory that keep what was synced apart from what was
 //!   merely written, so a test can [`MemFs::crash`] and see exactly what a
 //!   power cut would have left, tear unsynced writes at any byte, flip bytes,
-//!   and make the next sync fail.
+//!   and make writes or syncs fail with a chosen errno.
+//!
+//! [`histogram`] holds the fixed-bucket latency histogram every layer's
+//! status counters use.
 //!
 //! Rule: this crate knows nothing of raft, regions or formats; it moves bytes.
 //! Its futures are `!Send` by design: a file belongs to one shard's executor.
@@ -22,12 +25,14 @@
 mod error;
 mod event;
 mod glommio_fs;
+pub mod histogram;
 mod mem_fs;
 
 pub use error::{IoError, Result};
 pub use event::Event;
 pub use glommio_fs::{GlommioFile, GlommioFs};
-pub use mem_fs::{CrashMode, MemFile, MemFs};
+pub use histogram::Histogram;
+pub use mem_fs::{CrashMode, Fault, FaultOp, MemFile, MemFs, EIO, ENOSPC};
 
 use std::ops::Deref;
 

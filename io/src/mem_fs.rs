@@ -4,6 +4,11 @@
 //! would leave. [`File::fdatasync`] moves the first into the second;
 //! [`FileSystem::sync_dir`] does the same for names. [`MemFs::crash`] throws
 //! away the difference, or keeps a random part of it ([`CrashMode::Tear`]).
+//!
+//! Faults: [`MemFs::inject`] makes writes or syncs of chosen files fail
+//! with a real errno ([`EIO`], [`ENOSPC`], ...), a number of times or until
+//! [`MemFs::clear_faults`]. A failed write changes nothing; a failed sync
+//! leaves the file's unsynced writes unsynced (a crash still loses them).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -40,10 +45,58 @@ struct State {
     names: BTreeMap<PathBuf, Rc<RefCell<Inode>>>,
     /// Names as a crash would leave them.
     durable_names: BTreeMap<PathBuf, Rc<RefCell<Inode>>>,
-    /// fdatasync calls left to fail with EIO.
-    failing_syncs: u32,
+    /// Armed faults, matched in order.
+    faults: Vec<Fault>,
+    /// Errors returned by faults so far.
+    injected: u64,
     /// Count of successful fdatasync calls.
     syncs: u64,
+}
+
+/// Linux's errno for an I/O error.
+pub const EIO: i32 = 5;
+/// Linux's errno for a full device.
+pub const ENOSPC: i32 = 28;
+
+/// The file operation a [`Fault`] makes fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultOp {
+    /// [`File::write_at`].
+    Write,
+    /// [`File::fdatasync`].
+    Sync,
+}
+
+/// An error [`MemFs`] returns instead of doing an operation.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// The operation that fails.
+    pub op: FaultOp,
+    /// The OS error number returned ([`EIO`], [`ENOSPC`], ...).
+    pub errno: i32,
+    /// Only files whose path contains this string (every file if `None`).
+    pub path_contains: Option<String>,
+    /// How many times it fires; `None`: until [`MemFs::clear_faults`].
+    pub times: Option<u32>,
+}
+
+impl Fault {
+    /// `op` fails with `errno` on every file, until cleared.
+    pub fn new(op: FaultOp, errno: i32) -> Self {
+        Self { op, errno, path_contains: None, times: None }
+    }
+
+    /// Only on files whose path contains `part`.
+    pub fn on_path(mut self, part: impl Into<String>) -> Self {
+        self.path_contains = Some(part.into());
+        self
+    }
+
+    /// Only the next `n` matching operations.
+    pub fn times(mut self, n: u32) -> Self {
+        self.times = Some(n);
+        self
+    }
 }
 
 /// What [`MemFs::crash`] keeps of the writes that were not synced.
@@ -133,14 +186,61 @@ impl MemFs {
         let names = st.names.iter().map(|(p, i)| (p.clone(), copy(i))).collect();
         let durable_names = st.durable_names.iter().map(|(p, i)| (p.clone(), copy(i))).collect();
         MemFs {
-            state: Rc::new(RefCell::new(State { names, durable_names, failing_syncs: 0, syncs: 0 })),
+            state: Rc::new(RefCell::new(State { names, durable_names, ..State::default() })),
             alignment: self.alignment,
         }
     }
 
-    /// Makes the next `n` fdatasync calls fail with EIO (and not sync).
+    /// Makes the next `n` fdatasync calls fail with EIO (and not sync),
+    /// replacing what an earlier call asked for.
     pub fn fail_next_syncs(&self, n: u32) {
-        self.state.borrow_mut().failing_syncs = n;
+        let counted_eio = |f: &Fault| {
+            f.op == FaultOp::Sync && f.errno == EIO && f.path_contains.is_none() && f.times.is_some()
+        };
+        self.state.borrow_mut().faults.retain(|f| !counted_eio(f));
+        self.inject(Fault::new(FaultOp::Sync, EIO).times(n));
+    }
+
+    /// Arms `fault`: matching operations fail with its errno and do nothing.
+    /// A fault for zero operations is no fault.
+    pub fn inject(&self, fault: Fault) {
+        if fault.times != Some(0) {
+            self.state.borrow_mut().faults.push(fault);
+        }
+    }
+
+    /// Disarms every fault (a full disk was given room again, say).
+    pub fn clear_faults(&self) {
+        self.state.borrow_mut().faults.clear();
+    }
+
+    /// How many operations failed by an injected fault so far.
+    pub fn injected_count(&self) -> u64 {
+        self.state.borrow().injected
+    }
+
+    /// The injected error for `op` on `path`, if a fault is armed for it.
+    fn take_fault(&self, op: FaultOp, path: &Path) -> Option<IoError> {
+        let mut st = self.state.borrow_mut();
+        let text = path.to_string_lossy();
+        let i = st
+            .faults
+            .iter()
+            .position(|f| f.op == op && f.path_contains.as_deref().is_none_or(|p| text.contains(p)))?;
+        let f = &mut st.faults[i];
+        let errno = f.errno;
+        if let Some(n) = f.times.as_mut() {
+            *n -= 1;
+            if *n == 0 {
+                st.faults.remove(i);
+            }
+        }
+        st.injected += 1;
+        let name = match op {
+            FaultOp::Write => "write",
+            FaultOp::Sync => "fdatasync",
+        };
+        Some(IoError::new(name, path, std::io::Error::from_raw_os_error(errno)))
     }
 
     /// Number of successful fdatasync calls so far.
@@ -230,6 +330,9 @@ impl File for MemFile {
         if pos % self.alignment != 0 || buf.len() as u64 % self.alignment != 0 {
             return Err(MemFs::err("write", &self.path, ErrorKind::InvalidInput, "unaligned direct write"));
         }
+        if let Some(e) = self.fs.take_fault(FaultOp::Write, &self.path) {
+            return Err(e);
+        }
         let mut ino = self.inode.borrow_mut();
         write_into(&mut ino.data, pos, &buf);
         ino.pending.push((pos, buf));
@@ -245,14 +348,10 @@ impl File for MemFile {
 
     async fn fdatasync(&self) -> Result<()> {
         yield_once().await;
-        {
-            let mut st = self.fs.state.borrow_mut();
-            if st.failing_syncs > 0 {
-                st.failing_syncs -= 1;
-                return Err(MemFs::err("fdatasync", &self.path, ErrorKind::Other, "injected EIO"));
-            }
-            st.syncs += 1;
+        if let Some(e) = self.fs.take_fault(FaultOp::Sync, &self.path) {
+            return Err(e);
         }
+        self.fs.state.borrow_mut().syncs += 1;
         let mut ino = self.inode.borrow_mut();
         let pending = std::mem::take(&mut ino.pending);
         for (pos, bytes) in pending {
@@ -390,6 +489,36 @@ mod tests {
             assert!(a.fdatasync().await.is_err());
             fs.crash(CrashMode::DropUnsynced);
             assert_eq!(fs.read_file(Path::new("/a")).unwrap(), Vec::<u8>::new());
+        });
+    }
+
+    #[test]
+    fn injected_faults_name_file_and_errno_and_match_by_path_and_count() {
+        block_on(async {
+            let fs = MemFs::new(512);
+            let wal = fs.create(Path::new("/s/wal/1.log")).await.unwrap();
+            let sst = fs.create(Path::new("/s/lsm/7.sst")).await.unwrap();
+            fs.inject(Fault::new(FaultOp::Write, ENOSPC).on_path("/lsm/").times(2));
+            wal.write_at(vec![1; 512], 0).await.unwrap();
+            for _ in 0..2 {
+                let e = sst.write_at(vec![1; 512], 0).await.unwrap_err();
+                assert_eq!(e.raw_os_error(), Some(ENOSPC));
+                let text = e.to_string();
+                assert!(text.contains("/s/lsm/7.sst") && text.contains("os error 28"), "{text}");
+            }
+            assert_eq!(
+                fs.read_file(Path::new("/s/lsm/7.sst")).unwrap(),
+                Vec::<u8>::new(),
+                "failed write wrote"
+            );
+            sst.write_at(vec![2; 512], 0).await.unwrap();
+            fs.inject(Fault::new(FaultOp::Sync, EIO));
+            for _ in 0..3 {
+                assert_eq!(wal.fdatasync().await.unwrap_err().raw_os_error(), Some(EIO));
+            }
+            assert_eq!(fs.injected_count(), 5);
+            fs.clear_faults();
+            wal.fdatasync().await.unwrap();
         });
     }
 

@@ -131,7 +131,18 @@ impl<F: FileSystem + 'static> Inner<F> {
         self.run_compaction(c).await
     }
 
+    /// Runs `c`. Any failure poisons the tree (fail-stop: after a failed
+    /// write or sync the files are in an unknown state, and no further
+    /// write may be acknowledged).
     async fn run_compaction(&self, c: Compaction<F>) -> Result<()> {
+        let r = self.merge_and_install(c).await;
+        if let Err(e) = &r {
+            self.poison(&format!("compaction failed: {e}"));
+        }
+        r
+    }
+
+    async fn merge_and_install(&self, c: Compaction<F>) -> Result<()> {
         let started = Instant::now();
         let out_level = c.level + 1;
         let pointer = c.inputs.iter().map(|t| t.meta.upper.clone()).max().unwrap_or_default();
@@ -203,6 +214,7 @@ impl<F: FileSystem + 'static> Inner<F> {
             // The outputs' names must be durable before the manifest lists them.
             self.fs.sync_dir(&self.dir).await?;
         }
+        crash_point!("lsm::compaction::before_manifest");
         let mut guard = self.manifest.lock().await;
         self.log_edit(&mut guard, edit).await?;
         self.install(&deleted, added, obsolete);

@@ -954,7 +954,11 @@ impl<F: FileSystem + 'static> Inner<F> {
                 let o = &self.opts;
                 let l0 = st.version.levels[0].len();
                 let pending = self.pending_compaction_bytes(&st);
-                if st.mem.bytes() >= o.memtable_size {
+                if st.imm.len() > o.max_immutable_memtables {
+                    // `write` freezes a full memtable without waiting: the
+                    // queue is over its bound until a flush catches up.
+                    Step::Stop
+                } else if st.mem.bytes() >= o.memtable_size {
                     if st.imm.len() >= o.max_immutable_memtables {
                         Step::Stop
                     } else {
@@ -1214,7 +1218,17 @@ impl<F: FileSystem + 'static> Inner<F> {
     }
 
     /// Flushes the oldest frozen memtable. Returns whether there was one.
+    /// Any failure poisons the tree (fail-stop: a table or manifest write
+    /// that failed leaves the files in an unknown state).
     pub(crate) async fn flush_one(&self) -> Result<bool> {
+        let r = self.flush_oldest().await;
+        if let Err(e) = &r {
+            self.poison(&format!("flush failed: {e}"));
+        }
+        r
+    }
+
+    async fn flush_oldest(&self) -> Result<bool> {
         let _g = self.flush_lock.lock().await;
         let Some(mem) = self.state.borrow().imm.front().cloned() else {
             return Ok(false);
@@ -1260,11 +1274,7 @@ impl<F: FileSystem + 'static> Inner<F> {
                     }
                     last.clear();
                     last.extend_from_slice(ukey);
-                    let r = builder.add(&buf, &val).await;
-                    if let Err(e) = r {
-                        self.poison(&format!("flush failed: {e}"));
-                        return Err(e);
-                    }
+                    builder.add(&buf, &val).await?;
                 }
                 it.next();
                 clock.tick(&self.opts).await;
@@ -1273,13 +1283,7 @@ impl<F: FileSystem + 'static> Inner<F> {
             for t in &tombs {
                 builder.add_tombstone(t.clone());
             }
-            let info = match builder.finish().await {
-                Ok(i) => i,
-                Err(e) => {
-                    self.poison(&format!("flush failed: {e}"));
-                    return Err(e);
-                }
-            };
+            let info = builder.finish().await?;
             written = info.size;
             let (smallest, upper) = bounds(first.as_deref(), first.is_some().then_some(&last[..]), &tombs);
             let (min_seq, max_seq) = mem.seq_range().unwrap_or((0, 0));
@@ -1299,11 +1303,7 @@ impl<F: FileSystem + 'static> Inner<F> {
             let table = self.open_written(number, info.size).await?;
             added.push((0usize, Rc::new(TableHandle { meta, table })));
             // The table's name must be durable before the manifest lists it.
-            if let Err(e) = self.fs.sync_dir(&self.dir).await {
-                let e = Error::from(e);
-                self.poison(&format!("flush failed: {e}"));
-                return Err(e);
-            }
+            self.fs.sync_dir(&self.dir).await?;
         }
         let edit = VersionEdit {
             marker: mem.marker(),
@@ -1311,6 +1311,7 @@ impl<F: FileSystem + 'static> Inner<F> {
             added: added.iter().map(|(l, t)| (*l, t.meta.clone())).collect(),
             ..Default::default()
         };
+        crash_point!("lsm::flush::before_manifest");
         {
             let mut guard = self.manifest.lock().await;
             self.log_edit(&mut guard, edit).await?;
@@ -1381,12 +1382,30 @@ impl<F: FileSystem + 'static> Inner<F> {
             }
             return Err(e);
         }
+        // The tables are in the tree's directory now: from here on a
+        // failure leaves the files in an unknown state (fail-stop).
+        let placed = self.place_ingested(paths, staged, ranges).await;
+        if let Err(e) = &placed {
+            self.poison(&format!("ingest failed: {e}"));
+        }
+        placed
+    }
+
+    /// Second half of `ingest`: makes the staged tables durable
+    /// and lists them in the manifest above everything in the tree.
+    async fn place_ingested(
+        &self,
+        paths: &[PathBuf],
+        staged: Vec<(u64, Rc<Table<F::File>>)>,
+        ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<()> {
         self.fs.sync_dir(&self.dir).await?;
         for p in paths {
             if let Some(parent) = p.parent() {
                 self.fs.sync_dir(parent).await?;
             }
         }
+        crash_point!("lsm::ingest::before_manifest");
 
         // No compaction may move L0 data below the ingested tables while
         // they are placed; memtables overlapping them are flushed first so

@@ -37,6 +37,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// What a failpoint returns to stop the tree right there, as a crash
+    /// would: an I/O error naming the point.
+    // Built whenever the `fail` crate's failpoints are (features unify).
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+    pub(crate) fn failpoint(name: &'static str) -> Self {
+        Error::Io(ekv_io::IoError::new("failpoint", name, std::io::Error::other("injected crash")))
+    }
+
     pub(crate) fn corruption(file: impl Into<PathBuf>, offset: u64, what: impl Into<String>) -> Self {
         Error::Corruption { file: file.into(), offset, what: what.into() }
     }

@@ -54,6 +54,15 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![allow(async_fn_in_trait)]
 
+/// A failpoint that stops the caller with an error naming it, as a crash
+/// there would (`fail::cfg(name, "return")`); nothing without the
+/// `failpoints` feature.
+macro_rules! crash_point {
+    ($name:literal) => {
+        fail::fail_point!($name, |_| Err($crate::Error::failpoint($name)))
+    };
+}
+
 mod batch;
 mod compaction;
 mod db;

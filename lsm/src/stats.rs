@@ -16,7 +16,7 @@ pub struct LevelStats {
 /// A snapshot of the tree's counters and shape ([`crate::Lsm::stats`]).
 /// The tree keeps the counters in one of these and fills in the shape
 /// (levels, cache, memtables) when asked.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Key and value bytes written by callers.
     pub user_bytes_written: u64,

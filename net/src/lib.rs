@@ -1,6 +1,7 @@
 //! ekv's network layer.
 //!
 //! - [`server`]: a shard's server, on the shard's own executor and port;
+//!   [`server_stats`]: its request counters and latency histograms;
 //! - [`transport`]: the store-to-store raft transport over TCP
 //!   (`ekv_engine::Transport`);
 //! - [`raft_codec`]: the raft traffic of one round to one destination shard
@@ -20,4 +21,5 @@ pub mod errors;
 pub mod local;
 pub mod raft_codec;
 pub mod server;
+pub mod server_stats;
 pub mod transport;

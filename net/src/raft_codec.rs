@@ -1,27 +1,31 @@
 //! The raft traffic of one round to one destination shard, as one frame body.
 //!
 //! ```text
-//! batch  = version u8 (1) | count uvarint | msg * count
+//! batch  = version u8 (2) | count uvarint | msg * count
 //! msg    = 1 peer | 2 chunk | 3 probe
-//! peer   = region | from | from_shard | to | epoch | kind
+//! peer   = region | from | from_shard | to | epoch | range | kind
 //!          kind = 1 raft (len-prefixed raft-rs protobuf) | 2 hibernate (term, last_index) | 3 tombstone
-//! chunk  = region | from | from_shard | to | epoch | index | term | file | offset
+//! chunk  = region | from | from_shard | to | epoch | range | index | term | file | offset
 //!          | data len-prefixed | 0 | 1 len-prefixed raft-rs MsgSnapshot
 //! probe  = store
-//! from, to = peer id | store id;  epoch = conf_ver | version;  every integer a uvarint
+//! from, to = peer id | store id;  epoch = conf_ver | version
+//! range  = start key len-prefixed | end key len-prefixed (the sender's region; each at most MAX_KEY_LEN)
+//! every integer a uvarint
 //! ```
 //!
 //! Every count and length is bounded by what is left of the body (itself
 //! bounded by the frame limit) before anything is allocated. raft-rs
-//! messages keep their own protobuf encoding inside.
+//! messages keep their own protobuf encoding inside. Version 2 added the
+//! range (a receiver creates no peer for a range its own regions still
+//! cover); a batch of another version is refused whole.
 
 use bytes::{BufMut, Bytes};
 use ekv_engine::{PeerMsg, RaftEnvelope, SnapshotChunk, StoreMsg};
 use ekv_proto::codec::{put_len_prefixed, put_uvarint, DecodeError, DecodeResult, Reader};
-use ekv_proto::{PeerId, PeerMeta, RegionEpoch, RegionId, ShardId, StoreId};
+use ekv_proto::{PeerId, PeerMeta, RegionEpoch, RegionId, ShardId, StoreId, MAX_KEY_LEN};
 use protobuf::Message as _;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const TAG_PEER: u8 = 1;
 const TAG_CHUNK: u8 = 2;
 const TAG_PROBE: u8 = 3;
@@ -59,6 +63,17 @@ fn epoch(r: &mut Reader<'_>) -> DecodeResult<RegionEpoch> {
     Ok(RegionEpoch { conf_ver: r.uvarint("conf_ver")?, version: r.uvarint("version")? })
 }
 
+fn put_range(buf: &mut Vec<u8>, start: &[u8], end: &[u8]) {
+    put_len_prefixed(buf, start);
+    put_len_prefixed(buf, end);
+}
+
+fn range(r: &mut Reader<'_>) -> DecodeResult<(Bytes, Bytes)> {
+    let start = Bytes::copy_from_slice(r.len_prefixed("region start", MAX_KEY_LEN)?);
+    let end = Bytes::copy_from_slice(r.len_prefixed("region end", MAX_KEY_LEN)?);
+    Ok((start, end))
+}
+
 fn raft_msg(r: &mut Reader<'_>) -> Result<Box<raft::eraftpb::Message>, CodecError> {
     let limit = r.remaining();
     let bytes = r.len_prefixed("raft message", limit)?;
@@ -81,6 +96,7 @@ pub fn encode_into(buf: &mut Vec<u8>, msgs: &[StoreMsg]) -> Result<(), CodecErro
                 put_uvarint(buf, e.from_shard.get());
                 put_meta(buf, &e.to);
                 put_epoch(buf, &e.epoch);
+                put_range(buf, &e.start_key, &e.end_key);
                 match &e.msg {
                     PeerMsg::Raft(m) => {
                         buf.put_u8(KIND_RAFT);
@@ -101,6 +117,7 @@ pub fn encode_into(buf: &mut Vec<u8>, msgs: &[StoreMsg]) -> Result<(), CodecErro
                 put_uvarint(buf, c.from_shard.get());
                 put_meta(buf, &c.to);
                 put_epoch(buf, &c.epoch);
+                put_range(buf, &c.start_key, &c.end_key);
                 put_uvarint(buf, c.index);
                 put_uvarint(buf, c.term);
                 put_uvarint(buf, u64::from(c.file));
@@ -153,6 +170,7 @@ pub fn decode_from(data: &[u8]) -> Result<Vec<StoreMsg>, CodecError> {
                 let from_shard = ShardId(r.uvarint("from shard")?);
                 let to = meta(&mut r)?;
                 let epoch = epoch(&mut r)?;
+                let (start_key, end_key) = range(&mut r)?;
                 let msg = match r.u8("peer message kind")? {
                     KIND_RAFT => PeerMsg::Raft(raft_msg(&mut r)?),
                     KIND_HIBERNATE => {
@@ -165,7 +183,16 @@ pub fn decode_from(data: &[u8]) -> Result<Vec<StoreMsg>, CodecError> {
                         )
                     }
                 };
-                StoreMsg::Peer(RaftEnvelope { region_id, from, from_shard, to, epoch, msg })
+                StoreMsg::Peer(RaftEnvelope {
+                    region_id,
+                    from,
+                    from_shard,
+                    to,
+                    epoch,
+                    start_key,
+                    end_key,
+                    msg,
+                })
             }
             TAG_CHUNK => {
                 let region_id = RegionId(r.uvarint("region")?);
@@ -173,6 +200,7 @@ pub fn decode_from(data: &[u8]) -> Result<Vec<StoreMsg>, CodecError> {
                 let from_shard = ShardId(r.uvarint("from shard")?);
                 let to = meta(&mut r)?;
                 let epoch = epoch(&mut r)?;
+                let (start_key, end_key) = range(&mut r)?;
                 let index = r.uvarint("snapshot index")?;
                 let term = r.uvarint("snapshot term")?;
                 let file = r.uvarint("snapshot file")?;
@@ -204,6 +232,8 @@ pub fn decode_from(data: &[u8]) -> Result<Vec<StoreMsg>, CodecError> {
                     data,
                     msg,
                     epoch,
+                    start_key,
+                    end_key,
                 })
             }
             TAG_PROBE => StoreMsg::Probe { from: StoreId(r.uvarint("probe store")?) },
@@ -246,6 +276,8 @@ mod tests {
                 from_shard: ShardId(1),
                 to: p(2, 2),
                 epoch,
+                start_key: Bytes::from_static(b"k"),
+                end_key: Bytes::from_static(b"t"),
                 msg: PeerMsg::Raft(Box::new(append)),
             }),
             StoreMsg::Peer(RaftEnvelope {
@@ -254,6 +286,8 @@ mod tests {
                 from_shard: ShardId(0),
                 to: p(3, 3),
                 epoch,
+                start_key: Bytes::new(),
+                end_key: Bytes::from_static(b"k"),
                 msg: PeerMsg::Hibernate { term: 7, last_index: 42 },
             }),
             StoreMsg::Peer(RaftEnvelope {
@@ -262,6 +296,8 @@ mod tests {
                 from_shard: ShardId(0),
                 to: p(5, 3),
                 epoch,
+                start_key: Bytes::from_static(b"t"),
+                end_key: Bytes::new(),
                 msg: PeerMsg::Tombstone,
             }),
             StoreMsg::Snapshot(SnapshotChunk {
@@ -276,6 +312,8 @@ mod tests {
                 data: Bytes::from(vec![7u8; 512]),
                 msg: Some(Box::new(snap)),
                 epoch,
+                start_key: Bytes::from_static(b"k"),
+                end_key: Bytes::from_static(b"t"),
             }),
             StoreMsg::Probe { from: StoreId(1) },
         ]
@@ -292,6 +330,38 @@ mod tests {
         let mut buf = Vec::new();
         encode_into(&mut buf, &msgs).unwrap();
         assert_eq!(show(&decode_from(&buf).unwrap()), show(&msgs));
+    }
+
+    #[test]
+    fn the_region_range_round_trips_and_is_bounded() {
+        let msgs = sample();
+        let mut buf = Vec::new();
+        encode_into(&mut buf, &msgs).unwrap();
+        let back = decode_from(&buf).unwrap();
+        let StoreMsg::Peer(e) = &back[0] else { panic!("{back:?}") };
+        assert_eq!((&e.start_key[..], &e.end_key[..]), (&b"k"[..], &b"t"[..]));
+        let StoreMsg::Snapshot(c) = &back[3] else { panic!("{back:?}") };
+        assert_eq!((&c.start_key[..], &c.end_key[..]), (&b"k"[..], &b"t"[..]));
+        // A start key longer than any key is refused before it is copied.
+        let StoreMsg::Peer(mut big) = msgs[2].clone() else { unreachable!() };
+        big.start_key = Bytes::from(vec![b'x'; MAX_KEY_LEN + 1]);
+        let mut buf = Vec::new();
+        encode_into(&mut buf, &[StoreMsg::Peer(big)]).unwrap();
+        assert!(matches!(
+            decode_from(&buf),
+            Err(CodecError::Decode(DecodeError::TooLarge { what: "region start", .. }))
+        ));
+    }
+
+    #[test]
+    fn a_batch_of_the_version_without_ranges_is_refused() {
+        let mut buf = Vec::new();
+        encode_into(&mut buf, &sample()).unwrap();
+        buf[0] = 1;
+        assert!(matches!(
+            decode_from(&buf),
+            Err(CodecError::Decode(DecodeError::Invalid { what: "raft batch version", value: 1 }))
+        ));
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! 3. a writer task sends answers as they come, matched by request id, in
 //!    any order.
 //!
+//! Each answered request is counted per operation and outcome, with its
+//! time from read to answer queued ([`crate::server_stats`]).
+//!
 //! Bad input: a frame whose header is wrong (magic, version, checksum,
 //! oversize) gets one error frame and the connection is closed; a frame of
 //! an unknown type or with a malformed body gets an error frame and the
@@ -20,6 +23,8 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
 
 use ekv_engine::fsm::ShardStop;
 use ekv_engine::{Request, StoreHandle};
@@ -34,6 +39,7 @@ use glommio::net::{TcpListener, TcpStream};
 
 use crate::dispatch::{to_command, to_response};
 use crate::errors::to_wire;
+use crate::server_stats::{op_slot, outcome_slot, ServerStats, ShardServerStats};
 
 /// Settings of the shard servers of a store.
 #[derive(Debug, Clone)]
@@ -47,6 +53,9 @@ pub struct ServerConfig {
     /// Requests one connection may have in flight; beyond it the server
     /// stops reading that connection until answers leave.
     pub max_in_flight: usize,
+    /// Where the servers count requests; clones of the settings share it,
+    /// so whoever made them reads every shard's counters from their copy.
+    pub stats: ServerStats,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +65,7 @@ impl Default for ServerConfig {
             base_port: 20160,
             limits: FrameLimits::default(),
             max_in_flight: 1024,
+            stats: ServerStats::default(),
         }
     }
 }
@@ -101,6 +111,7 @@ pub fn spawn_server(
 ) -> std::io::Result<()> {
     let addr = cfg.addr(shard);
     let listener = TcpListener::bind(addr).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let stats = cfg.stats.shard(shard, addr);
     glommio::spawn_local(async move {
         loop {
             let accepted = {
@@ -115,7 +126,9 @@ pub fn spawn_server(
             match accepted {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    let conn = serve(stream, cfg.clone(), store.clone(), shard, stop.clone(), meta.clone());
+                    stats.connection();
+                    let conn = Conn { cfg: cfg.clone(), store: store.clone(), shard, stats: stats.clone() };
+                    let conn = serve(stream, conn, stop.clone(), meta.clone());
                     glommio::spawn_local(conn).detach();
                 }
                 Err(e) => {
@@ -157,14 +170,16 @@ fn frame_bytes(msg: &AnyMessage, region: RegionId, request: RequestId, limits: &
     })
 }
 
-async fn serve(
-    stream: TcpStream,
+/// What a connection's tasks share.
+struct Conn {
     cfg: Rc<ServerConfig>,
     store: StoreHandle,
     shard: ShardId,
-    stop: ShardStop,
-    meta: Option<Rc<dyn MetaService>>,
-) {
+    stats: Arc<ShardServerStats>,
+}
+
+async fn serve(stream: TcpStream, conn: Conn, stop: ShardStop, meta: Option<Rc<dyn MetaService>>) {
+    let Conn { cfg, store, shard, stats } = conn;
     let peer = stream.peer_addr().ok();
     let (mut rd, mut wr) = stream.split();
     let (tx, mut rx) = mpsc::unbounded::<Vec<u8>>();
@@ -199,6 +214,10 @@ async fn serve(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        // A request's time starts when its frame is decoded, read once for
+        // all the requests of one read, and not at all for raft traffic
+        // (a clock read costs several times what counting does).
+        let mut decoded_at: Option<Instant> = None;
         let mut data = &buf[..n];
         while !data.is_empty() {
             let taken = decoder.feed(data);
@@ -207,6 +226,7 @@ async fn serve(
                 match decoder.next_frame() {
                     Ok(Some(frame)) if is_raft(&frame) => {
                         // Raft traffic from another store: one-way, no answer.
+                        stats.raft_frame(frame.header.body_len as usize);
                         match frame.message(&cfg.limits) {
                             Ok(AnyMessage::RaftMessage(m)) => {
                                 crate::transport::deliver(&store, shard, &m.payload);
@@ -218,13 +238,16 @@ async fn serve(
                         }
                     }
                     Ok(Some(frame)) => {
+                        let started = *decoded_at.get_or_insert_with(Instant::now);
                         in_flight.set(in_flight.get() + 1);
                         let (cfg, store, tx, in_flight) =
                             (cfg.clone(), store.clone(), tx.clone(), in_flight.clone());
-                        let (answered, meta) = (answered.clone(), meta.clone());
+                        let (answered, meta, stats) = (answered.clone(), meta.clone(), stats.clone());
                         glommio::spawn_local(async move {
-                            let bytes = answer(frame, &cfg, &store, meta.as_deref()).await;
+                            let op = op_slot(frame.header.msg_type);
+                            let (bytes, outcome) = answer(frame, &cfg, &store, meta.as_deref()).await;
                             let _ = tx.unbounded_send(bytes);
+                            stats.record(op, outcome, started.elapsed().as_nanos() as u64);
                             in_flight.set(in_flight.get() - 1);
                             answered.notify();
                         })
@@ -233,6 +256,7 @@ async fn serve(
                     Ok(None) => break,
                     Err(e) => {
                         tracing::info!(peer = ?peer, error = %e, "bad frame; closing the connection");
+                        stats.bad_frame();
                         let err = AnyMessage::ErrorResponse(ErrorResponse::from(e));
                         let _ = tx.unbounded_send(frame_bytes(&err, RegionId(0), RequestId(0), &cfg.limits));
                         break 'read;
@@ -254,13 +278,14 @@ fn is_raft(frame: &Frame) -> bool {
     matches!(frame.header.kind(), Ok(MsgType::RaftMessage | MsgType::SnapshotChunk))
 }
 
-/// The bytes of the answer to one frame.
+/// The bytes of the answer to one frame, and its outcome slot
+/// ([`outcome_slot`]).
 async fn answer(
     frame: Frame,
     cfg: &ServerConfig,
     store: &StoreHandle,
     meta: Option<&dyn MetaService>,
-) -> Vec<u8> {
+) -> (Vec<u8>, usize) {
     let (region, request) = (frame.header.region_id, frame.header.request_id);
     let reply = match frame.message(&cfg.limits) {
         Err(e) => {
@@ -281,5 +306,5 @@ async fn answer(
             },
         },
     };
-    frame_bytes(&reply, region, request, &cfg.limits)
+    (frame_bytes(&reply, region, request, &cfg.limits), outcome_slot(&reply))
 }

@@ -27,6 +27,7 @@ use ekv_engine::{
     StoreSpec, WriteOp,
 };
 use ekv_net::server::{spawn_server, MetaService, ServerConfig};
+use ekv_net::server_stats::ServerStats;
 use ekv_net::transport::{Resolver, TcpTransport};
 use ekv_proto::frame::FrameLimits;
 use ekv_proto::msg::{
@@ -123,6 +124,7 @@ impl PdClient for NoPd {
 pub struct Member {
     store: Store,
     addr: SocketAddr,
+    server_stats: ServerStats,
 }
 
 impl Member {
@@ -164,6 +166,7 @@ impl Member {
             Box::new(|_| Box::new(NoPd) as Box<dyn PdClient>),
         );
         let bind_failed: Arc<Mutex<Option<String>>> = Arc::default();
+        let server_stats = ServerStats::default();
         let shared = Arc::new(Shared {
             id: cfg.id,
             members: addrs
@@ -176,8 +179,13 @@ impl Member {
         });
         {
             let bind_failed = bind_failed.clone();
-            let server =
-                ServerConfig { host: addr.ip(), base_port: addr.port(), limits, ..ServerConfig::default() };
+            let server = ServerConfig {
+                host: addr.ip(),
+                base_port: addr.port(),
+                limits,
+                stats: server_stats.clone(),
+                ..ServerConfig::default()
+            };
             spec.on_shard_start =
                 Some(Arc::new(move |shard: ShardId, handle: StoreHandle, stop: ShardStop| {
                     let svc = Rc::new(Service {
@@ -211,7 +219,7 @@ impl Member {
             }
         }
         tracing::info!(member = cfg.id, %addr, "meta-service member started");
-        Ok(Self { store, addr })
+        Ok(Self { store, addr, server_stats })
     }
 
     /// The address stores and clients reach this member at.
@@ -223,6 +231,12 @@ impl Member {
     /// group, for status pages.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The request counters of the member's server (meta-service requests
+    /// and the raft traffic of its group).
+    pub fn server_stats(&self) -> &ServerStats {
+        &self.server_stats
     }
 
     /// Whether this member leads the meta service's raft group.
@@ -569,7 +583,43 @@ fn region_at(c: &Cluster, key: &[u8], before: bool) -> Option<RegionRoute> {
             }
         }
     }
-    // The region that ends at `key` (the last one for an empty key).
-    let id = c.regions().iter().find(|i| i.region.end_key.as_slice() == key)?.region.id;
-    c.get_region_by_id(id)
+    // The region that ends at `key` (the last one for an empty key): one
+    // lookup, not a walk over every region.
+    c.regions().ending_at(key).map(|i| i.route())
+}
+
+#[cfg(test)]
+mod tests {
+    use ekv_proto::msg::StoreMeta;
+
+    use super::*;
+
+    #[test]
+    fn region_at_finds_the_region_below_a_key() {
+        let mut c = Cluster::new(Settings::default());
+        let store =
+            StoreMeta { id: StoreId(1), address: "127.0.0.1:1".into(), shard_count: 1, ..Default::default() };
+        let peer = |id: u64| PeerMeta { id: PeerId(id), store_id: StoreId(1) };
+        let whole = Region {
+            id: RegionId(2),
+            epoch: RegionEpoch { conf_ver: 1, version: 1 },
+            peers: vec![peer(3)],
+            ..Default::default()
+        };
+        c.bootstrap(store, whole, 0).unwrap();
+        let half = |id: u64, start: &str, end: &str| Region {
+            id: RegionId(id),
+            start_key: start.as_bytes().to_vec(),
+            end_key: end.as_bytes().to_vec(),
+            epoch: RegionEpoch { conf_ver: 1, version: 2 },
+            peers: vec![peer(id + 10)],
+        };
+        c.report_batch_split(&[half(2, "", "m"), half(4, "m", "")]).unwrap();
+        let at = |key: &str, before| region_at(&c, key.as_bytes(), before).map(|r| r.region.id.get());
+        assert_eq!(at("a", false), Some(2));
+        assert_eq!(at("m", false), Some(4));
+        assert_eq!(at("m", true), Some(2));
+        assert_eq!(at("n", true), Some(4));
+        assert_eq!(at("", true), Some(4), "an empty key: the last region");
+    }
 }

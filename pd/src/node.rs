@@ -11,6 +11,7 @@ use ekv_engine::fsm::TransportFactory;
 use ekv_engine::{Config, Store, StoreSpec};
 use ekv_net::local::serve_shards;
 use ekv_net::server::ServerConfig;
+use ekv_net::server_stats::ServerStats;
 use ekv_net::transport::TcpTransport;
 use ekv_proto::frame::FrameLimits;
 use ekv_proto::StoreId;
@@ -57,6 +58,7 @@ pub struct StoreNode {
     store: Store,
     id: StoreId,
     addr: SocketAddr,
+    server_stats: ServerStats,
 }
 
 impl StoreNode {
@@ -92,15 +94,14 @@ impl StoreNode {
             transport,
             pd.factory(),
         );
-        let failed = serve_shards(
-            &mut spec,
-            ServerConfig {
-                host: cfg.listen.ip(),
-                base_port: cfg.listen.port(),
-                limits,
-                ..ServerConfig::default()
-            },
-        );
+        let server = ServerConfig {
+            host: cfg.listen.ip(),
+            base_port: cfg.listen.port(),
+            limits,
+            ..ServerConfig::default()
+        };
+        let server_stats = server.stats.clone();
+        let failed = serve_shards(&mut spec, server);
         let store = Store::start(spec).map_err(|e| format!("starting the store: {e}"))?;
         let bind_error = failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(e) = bind_error {
@@ -118,7 +119,7 @@ impl StoreNode {
             bootstrap_done(&cfg.data_dir)?;
         }
         tracing::info!(store = %joined.store_id, addr = %cfg.listen, shards, "store started");
-        Ok(Self { store, id: joined.store_id, addr: cfg.listen })
+        Ok(Self { store, id: joined.store_id, addr: cfg.listen, server_stats })
     }
 
     /// The store's id.
@@ -134,6 +135,11 @@ impl StoreNode {
     /// The running store (status, stats).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The request counters of the store's shard servers.
+    pub fn server_stats(&self) -> &ServerStats {
+        &self.server_stats
     }
 
     /// Stops the store; acknowledged writes are durable.

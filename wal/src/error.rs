@@ -67,10 +67,12 @@ pub enum Error {
         /// What is wrong.
         kind: CorruptionKind,
     },
-    /// An earlier write or sync failed; the state on disk is unknown, so the
-    /// log refuses further writes until it is reopened.
-    #[error("WAL is poisoned by an earlier I/O failure; reopen it")]
-    Poisoned,
+    /// An earlier write or sync failed (the text says which, on which file
+    /// and why); the state on disk is unknown, so the log refuses further
+    /// writes until it is reopened. A failed fdatasync is never retried: the
+    /// kernel may have dropped the dirty pages it could not write.
+    #[error("WAL is poisoned by an earlier failure ({0}); reopen it")]
+    Poisoned(String),
     /// The entry was compacted away.
     #[error("{region}: index {index} is compacted (first index {first_index})")]
     Compacted {
@@ -130,6 +132,16 @@ pub enum Error {
     /// Options are invalid.
     #[error("invalid WAL option: {0}")]
     InvalidOption(&'static str),
+}
+
+impl Error {
+    /// What a failpoint returns to stop the log right there, as a crash
+    /// would: an I/O error naming the point.
+    // Built whenever the `fail` crate's failpoints are (features unify).
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+    pub(crate) fn failpoint(name: &'static str) -> Self {
+        Error::Io(ekv_io::IoError::new("failpoint", name, std::io::Error::other("injected crash")))
+    }
 }
 
 /// Result of a log operation.

@@ -12,7 +12,7 @@
 //! state — are answered from an in-memory index; the newest entries come
 //! from a bounded cache, older ones are read back with io_uring.
 //!
-//! Layout: see [`format`]. Durability: a write has returned `Ok` only after
+//! Layout: see [`format`](mod@format). Durability: a write has returned `Ok` only after
 //! its bytes and the file size are synced, so it survives a power cut. A
 //! crash may leave a torn record at the tail of the newest segment; [`Wal::open`]
 //! drops it. A bad record anywhere else is reported as
@@ -41,6 +41,15 @@
 //! ```
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
+
+/// A failpoint that stops the caller with an error naming it, as a crash
+/// there would (`fail::cfg(name, "return")`); nothing without the
+/// `failpoints` feature.
+macro_rules! crash_point {
+    ($name:literal) => {
+        fail::fail_point!($name, |_| Err($crate::Error::failpoint($name)))
+    };
+}
 
 mod batch;
 mod error;

@@ -122,6 +122,8 @@ pub struct Stats {
     pub encode_nanos: u64,
     /// Time spent in write + fdatasync, in nanoseconds.
     pub io_nanos: u64,
+    /// Time of each write + fdatasync.
+    pub io_latency: ekv_io::Histogram,
     /// Time spent updating the index after a sync, in nanoseconds.
     pub apply_nanos: u64,
 }
@@ -176,7 +178,8 @@ struct Inner<Fl> {
     next_ticket: u64,
     writing: bool,
     maintaining: bool,
-    poisoned: bool,
+    /// Why the log refuses writes, once an I/O failure poisoned it.
+    poisoned: Option<String>,
     stats: Stats,
     /// Scratch for validating a group: each touched region's state as the
     /// batches before leave it.
@@ -277,7 +280,7 @@ impl<F: FileSystem> Wal<F> {
                 next_ticket: 0,
                 writing: false,
                 maintaining: false,
-                poisoned: false,
+                poisoned: None,
                 stats: Stats::default(),
                 overlay: HashMap::default(),
             }),
@@ -312,8 +315,8 @@ impl<F: FileSystem> Wal<F> {
         }
         let ticket = {
             let mut inner = self.inner.borrow_mut();
-            if inner.poisoned {
-                return Err(Error::Poisoned);
+            if let Some(why) = &inner.poisoned {
+                return Err(Error::Poisoned(why.clone()));
             }
             let size = batch.encoded_len() as u64;
             if size > self.opts.max_payload() {
@@ -331,8 +334,8 @@ impl<F: FileSystem> Wal<F> {
                     return r;
                 }
                 // A leader that carried this batch was dropped mid-write.
-                if inner.poisoned {
-                    return Err(Error::Poisoned);
+                if let Some(why) = &inner.poisoned {
+                    return Err(Error::Poisoned(why.clone()));
                 }
                 (inner.writing, self.event.generation())
             };
@@ -382,14 +385,20 @@ impl<F: FileSystem> Wal<F> {
             }
             None => tracing::error!(dir = %self.dir.display(), "WAL write abandoned; the log is poisoned"),
         }
-        inner.poisoned = true;
+        let why = inner
+            .poisoned
+            .get_or_insert_with(|| match &cause {
+                Some(e) => e.to_string(),
+                None => "a write was abandoned mid-way".to_owned(),
+            })
+            .clone();
         inner.stats.poisoned = true;
         let mut cause = cause;
         for t in tickets {
-            inner.results.insert(t, Err(cause.take().unwrap_or(Error::Poisoned)));
+            inner.results.insert(t, Err(cause.take().unwrap_or_else(|| Error::Poisoned(why.clone()))));
         }
         for s in std::mem::take(&mut inner.staged) {
-            inner.results.insert(s.ticket, Err(Error::Poisoned));
+            inner.results.insert(s.ticket, Err(Error::Poisoned(why.clone())));
         }
     }
 
@@ -483,6 +492,7 @@ impl<F: FileSystem> Wal<F> {
         let t1 = std::time::Instant::now();
         file.write_at(buf, start).await?;
         file.fdatasync().await?;
+        crash_point!("wal::write::after_sync");
         let t2 = std::time::Instant::now();
 
         let mut inner = self.inner.borrow_mut();
@@ -517,6 +527,7 @@ impl<F: FileSystem> Wal<F> {
         st.payload_bytes += group.payload_len as u64;
         st.encode_nanos += (t1 - t0).as_nanos() as u64;
         st.io_nanos += (t2 - t1).as_nanos() as u64;
+        st.io_latency.record_nanos((t2 - t1).as_nanos() as u64);
         st.apply_nanos += t2.elapsed().as_nanos() as u64;
         Ok(())
     }

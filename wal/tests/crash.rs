@@ -206,7 +206,7 @@ fn failed_sync_poisons_the_log() {
         fs.fail_next_syncs(1);
         assert!(wal.write(&mut to_batch(&steps)).await.is_err());
         assert!(wal.stats().poisoned);
-        assert!(matches!(wal.write(&mut to_batch(&steps)).await, Err(Error::Poisoned)));
+        assert!(matches!(wal.write(&mut to_batch(&steps)).await, Err(Error::Poisoned(_))));
         drop(wal);
         fs.crash(CrashMode::DropUnsynced);
         let wal = Wal::open(fs.clone(), dir(), options()).await.unwrap();
@@ -246,10 +246,10 @@ fn a_leader_dropped_mid_write_poisons_instead_of_hanging() {
             assert!(futures::poll!(second.as_mut()).is_pending(), "the second waits for the leader");
         }
         // The leader is gone mid-write: the waiter is told, not left hanging.
-        assert!(matches!(second.await, Err(Error::Poisoned)));
+        assert!(matches!(second.await, Err(Error::Poisoned(_))));
         assert!(matches!(
             wal.write(&mut to_batch(&random_round(model, &mut rng, REGIONS, &mut 900))).await,
-            Err(Error::Poisoned)
+            Err(Error::Poisoned(_))
         ));
         drop(wal);
         fs.crash(CrashMode::DropUnsynced);

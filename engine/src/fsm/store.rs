@@ -150,6 +150,36 @@ struct Shared {
     store_id: StoreId,
     router: StoreRouter,
     shards: Vec<ShardTx>,
+    failure: Arc<Mutex<FailureWatch>>,
+}
+
+/// A caller waiting for a shard failure ([`StoreHandle::on_shard_failure`]).
+type FailureWaiter = Box<dyn FnOnce(&str) + Send>;
+
+/// The error the first failed shard of a store stopped on, and the callers
+/// waiting for one.
+#[derive(Default)]
+struct FailureWatch {
+    first: Option<String>,
+    waiters: Vec<FailureWaiter>,
+}
+
+impl FailureWatch {
+    /// Records the failure of `shard` (the first one wins) and wakes the waiters.
+    fn report(watch: &Mutex<FailureWatch>, store: StoreId, shard: ShardId, e: &Error) {
+        let msg = format!("{store} shard {}: {e}", shard.get());
+        let waiters = {
+            let mut w = watch.lock().unwrap_or_else(PoisonError::into_inner);
+            if w.first.is_some() {
+                return;
+            }
+            w.first = Some(msg.clone());
+            std::mem::take(&mut w.waiters)
+        };
+        for f in waiters {
+            f(&msg);
+        }
+    }
 }
 
 /// A cheap, cloneable, thread-safe handle to a running [`Store`]'s shards.
@@ -182,6 +212,26 @@ impl StoreHandle {
     /// The store's region → shard table.
     pub fn router(&self) -> &StoreRouter {
         &self.inner.router
+    }
+
+    /// The error the first failed shard of this store stopped on, if one
+    /// did: a storage failure (fail-stop) or a failure while closing.
+    pub fn shard_failure(&self) -> Option<String> {
+        self.inner.failure.lock().unwrap_or_else(PoisonError::into_inner).first.clone()
+    }
+
+    /// Calls `f` with the error once a shard of this store stops on one (at
+    /// once if one already did; at most once). A store with a stopped shard
+    /// serves only part of its regions: its process should stop with the error.
+    pub fn on_shard_failure(&self, f: impl FnOnce(&str) + Send + 'static) {
+        let mut w = self.inner.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        match w.first.clone() {
+            Some(msg) => {
+                drop(w);
+                f(&msg);
+            }
+            None => w.waiters.push(Box::new(f)),
+        }
     }
 
     fn shard(&self, shard: ShardId) -> Option<&ShardTx> {
@@ -402,6 +452,10 @@ struct ShardCtx {
     pd: Arc<PdFactory>,
     max_batch: usize,
     service: Option<(ShardService, StoreHandle)>,
+    /// Where the shard reports the error it stops on.
+    failure: Arc<Mutex<FailureWatch>>,
+    /// Fires once every shard of the store is open (or the start failed).
+    go: oneshot::Receiver<()>,
 }
 
 impl Store {
@@ -438,6 +492,7 @@ impl Store {
                     .into_iter()
                     .map(|(data, ctrl)| ShardTx { data: Mutex::new(data), ctrl })
                     .collect(),
+                failure: Arc::default(),
             }),
         };
         let transport = Arc::new(spec.transport);
@@ -445,6 +500,7 @@ impl Store {
         let io_memory = spec.io_memory.or_else(|| (!ekv_io::running_as_root()).then_some(NON_ROOT_IO_MEMORY));
         let mut store = Store { handle, dir: spec.dir.clone(), threads: Vec::with_capacity(n) };
         let mut opened = Vec::with_capacity(n);
+        let mut gos = Vec::with_capacity(n);
         let mut failed = None;
         for (i, (data_rx, ctrl_rx, ctrl_tx)) in rxs.into_iter().enumerate() {
             let dir = shard_dir(&spec.dir, i);
@@ -462,6 +518,12 @@ impl Store {
                 pd: pd.clone(),
                 max_batch: spec.input_capacity,
                 service: spec.on_shard_start.clone().map(|f| (f, store.handle.clone())),
+                failure: store.handle.inner.failure.clone(),
+                go: {
+                    let (tx, rx) = oneshot::channel();
+                    gos.push(tx);
+                    rx
+                },
             };
             let placement = match spec.cfg.cpus.len() {
                 0 => Placement::Unbound,
@@ -493,6 +555,18 @@ impl Store {
             if let (Err(e), None) = (r, &failed) {
                 failed = Some(e);
             }
+        }
+        if failed.is_none() {
+            // Every shard has found its peers and named them in the store's
+            // table: only now may one of them take in messages, since a
+            // message for a region another shard still has to recover
+            // would create a second peer of it.
+            for go in gos {
+                let _ = go.send(());
+            }
+        } else {
+            // Dropped: the opened shards run their loops only to stop.
+            drop(gos);
         }
         if let Some(e) = failed {
             if let Err(e2) = store.shutdown() {
@@ -644,5 +718,12 @@ async fn run_shard(ctx: ShardCtx, opened: oneshot::Sender<Result<()>>) -> Result
         service(ctx.id, handle, stop.clone());
     }
     let _ = opened.send(Ok(()));
-    shard_loop.run().await
+    // Either outcome of the start lets the loop run: it stops at once when
+    // the start failed.
+    let _ = ctx.go.await;
+    let outcome = shard_loop.run().await;
+    if let Err(e) = &outcome {
+        FailureWatch::report(&ctx.failure, ctx.store_id, ctx.id, e);
+    }
+    outcome
 }

@@ -39,6 +39,10 @@ pub(crate) struct ApplyCtx<F: Fs> {
     pub effects: Vec<Effect>,
     /// Entries applied this round (for stats).
     pub applied: u64,
+    /// The store's region table: a split claims its new regions there.
+    pub router: crate::StoreRouter,
+    /// The applying shard.
+    pub shard: ekv_proto::ShardId,
 }
 
 impl<F: Fs> ApplyCtx<F> {
@@ -319,6 +323,23 @@ impl Peer {
             if existing.get(&id.region_id).is_some_and(|p| p.is_initialized()) {
                 continue;
             }
+            if let Err(owner) = ctx.router.claim_for_split(id.region_id, ctx.shard) {
+                // Another shard made the new region's peer first, from its
+                // messages, while this store had no initialized parent
+                // covering it. That peer (and the vote in its shard's WAL)
+                // stays the only one and gets the data by snapshot; the
+                // range's data here belongs to no region any more.
+                tracing::debug!(region = %id.region_id, %owner, "new region already on another shard");
+                let end = new_region.end_key.clone();
+                for cf in ctx.cfs.values() {
+                    if end.is_empty() {
+                        ctx.batch.delete_from(*cf, &new_region.start_key);
+                    } else {
+                        ctx.batch.delete_range(*cf, &new_region.start_key, &end);
+                    }
+                }
+                continue;
+            }
             let state = PeerState {
                 peer_id: id.peer_ids[pos],
                 region: new_region,
@@ -368,6 +389,7 @@ impl Peer {
             Ok(cs) => cs,
             Err(err) => return Ok(Err(Error::Raft(err))),
         };
+        crash_point!("engine::conf_change::after_raft_apply");
         let members: std::collections::BTreeSet<u64> = cs
             .voters
             .iter()

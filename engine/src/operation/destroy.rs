@@ -31,7 +31,7 @@ impl<F: Fs> Shard<F> {
         batch.set_marker(self.round.to_le_bytes().to_vec());
         self.lsm.write(batch).await?;
         self.wal_deferred.push_back((self.round, id, WalOp::Remove));
-        self.router.unregister(id);
+        self.router.tombstone(id, st.peer_id, st.region.epoch);
         self.snap.forget(&self.fs, id).await;
         self.tombstones.insert(id, st);
         Ok(())

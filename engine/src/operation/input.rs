@@ -170,6 +170,7 @@ impl<F: Fs> Shard<F> {
                 self.last_heard.insert(from, now);
             }
             StoreMsg::Peer(env) => {
+                self.stats.messages_received += 1;
                 self.last_heard.insert(env.from.store_id, now);
                 if env.to.store_id != self.store_id {
                     return;
@@ -190,6 +191,8 @@ impl<F: Fs> Shard<F> {
                     from_shard: chunk.from_shard,
                     to: chunk.to,
                     epoch: chunk.epoch,
+                    start_key: chunk.start_key.clone(),
+                    end_key: chunk.end_key.clone(),
                     msg: PeerMsg::Raft(Box::default()),
                 };
                 if self.peers.contains_key(&chunk.region_id) || self.route_new(&probe, true) {
@@ -221,7 +224,11 @@ impl<F: Fs> Shard<F> {
     }
 
     /// For a region unknown here: creates an uninitialized peer when `env`
-    /// may create one and the store places the region on this shard.
+    /// may create one and the store places the region on this shard. The
+    /// store's router decides for all shards under one lock
+    /// ([`StoreRouter::place_new`](crate::StoreRouter::place_new)): never
+    /// for a destroyed peer, nor while a local region on any shard still
+    /// covers part of the sender's range (its split creates the peer).
     pub(crate) fn route_new(&mut self, env: &RaftEnvelope, creates: bool) -> bool {
         if let Some(owner) = self.router.owner(env.region_id) {
             // Another shard of this store may have placed the region here
@@ -229,17 +236,23 @@ impl<F: Fs> Shard<F> {
             if owner != self.id || self.peers.contains_key(&env.region_id) {
                 return owner == self.id;
             }
-        }
-        if !creates {
-            return false;
-        }
-        if let Some(t) = self.tombstones.get(&env.region_id) {
-            if env.to.id <= t.peer_id || env.epoch.conf_ver < t.region.epoch.conf_ver {
+            if !creates {
                 return false;
             }
-        }
-        if self.router.owner_or_place(env.region_id) != self.id {
-            return false;
+        } else {
+            if !creates {
+                return false;
+            }
+            let placed =
+                self.router.place_new(env.region_id, env.to.id, env.epoch, &env.start_key, &env.end_key);
+            match placed {
+                Ok(s) if s == self.id => {}
+                Ok(_) => return false,
+                Err(why) => {
+                    tracing::trace!(region = %env.region_id, ?why, "message creates no peer");
+                    return false;
+                }
+            }
         }
         let st = PeerState {
             peer_id: env.to.id,
@@ -266,6 +279,14 @@ impl<F: Fs> Shard<F> {
         let region_id = env.region_id;
         let Some(peer) = self.peers.get_mut(&region_id) else { return };
         if env.to.id != peer.meta.id {
+            // A newer peer of the region on this store (peer ids only grow)
+            // from a newer configuration: this one was removed while it
+            // heard nothing (a learner never asks). It goes, so that the
+            // next message creates the new peer.
+            if env.to.id > peer.meta.id && env.epoch.conf_ver > peer.region().epoch.conf_ver {
+                peer.pending_destroy = true;
+                self.touched.insert(region_id);
+            }
             return;
         }
         let from_addr = ShardAddr { store: env.from.store_id, shard: env.from_shard };
@@ -292,12 +313,15 @@ impl<F: Fs> Shard<F> {
                 {
                     // A removed peer that missed its removal: tell it.
                     let epoch = peer.region().epoch;
+                    let (start_key, end_key) = crate::shard::range_bytes(peer.region());
                     let reply = RaftEnvelope {
                         region_id,
                         from: peer.meta,
                         from_shard: self.id,
                         to: env.from,
                         epoch,
+                        start_key,
+                        end_key,
                         msg: PeerMsg::Tombstone,
                     };
                     self.out.entry(from_addr).or_default().push(StoreMsg::Peer(reply));

@@ -91,6 +91,7 @@ struct Outgoing {
     from: PeerMeta,
     to: PeerMeta,
     epoch: ekv_proto::RegionEpoch,
+    range: (Bytes, Bytes),
     msg: Message,
     files: Vec<(PathBuf, u64)>,
     file: usize,
@@ -264,6 +265,7 @@ impl<F: Fs> Shard<F> {
             from: peer.meta,
             to: ekv_proto::PeerMeta { id: to, store_id: addr.store },
             epoch: peer.region().epoch,
+            range: crate::shard::range_bytes(peer.region()),
             msg: m,
             files,
             file: 0,
@@ -310,6 +312,8 @@ impl<F: Fs> Shard<F> {
                 data,
                 msg: last.then(|| Box::new(out.msg.clone())),
                 epoch: out.epoch,
+                start_key: out.range.0.clone(),
+                end_key: out.range.1.clone(),
             };
             let addr = out.addr;
             self.out.entry(addr).or_default().push(StoreMsg::Snapshot(chunk));
@@ -415,16 +419,9 @@ impl<F: Fs> Shard<F> {
         }
         self.fs.sync_dir(&self.snap.recv_dir).await?;
         let region = &desc.region;
-        let overlaps = self.peers.values().any(|p| {
-            p.region_id() != region.id
-                && p.is_initialized()
-                && ranges_overlap(
-                    &p.region().start_key,
-                    &p.region().end_key,
-                    &region.start_key,
-                    &region.end_key,
-                )
-        });
+        // Regions of every shard of the store count: two shards must never
+        // hold overlapping regions.
+        let overlaps = self.router.overlapping(region.id, &region.start_key, &region.end_key).is_some();
         let peer = self.peers.get_mut(&chunk.region_id).expect("checked above");
         let stale = peer.is_initialized() && region.epoch.is_stale(&peer.region().epoch);
         if overlaps || stale {
@@ -484,6 +481,7 @@ impl<F: Fs> Shard<F> {
         self.lsm.write_table(&meta_path, &range, &[(key, st.encode())]).await?;
         files.push(meta_path);
         self.lsm.ingest(&files).await?;
+        crash_point!("engine::snapshot::after_ingest");
         let peer = self.peers.get_mut(&id).expect("caller holds the peer");
         let store = peer.raft.mut_store();
         store.state = st;
@@ -492,6 +490,7 @@ impl<F: Fs> Shard<F> {
         store.hard_state.term = store.hard_state.term.max(term);
         store.snapshot = None;
         peer.applied_term = term;
+        self.router.set_range(&desc.region);
         wal.compact(id, index + 1);
         self.stats.snapshots_applied += 1;
         Ok(())
@@ -499,6 +498,7 @@ impl<F: Fs> Shard<F> {
 }
 
 /// True when `[a0, a1)` and `[b0, b1)` share a key (empty end: unbounded).
+#[cfg(test)]
 pub(crate) fn ranges_overlap(a0: &[u8], a1: &[u8], b0: &[u8], b1: &[u8]) -> bool {
     (a1.is_empty() || b0 < a1) && (b1.is_empty() || a0 < b1)
 }

@@ -16,6 +16,11 @@ impl<F: Fs> Shard<F> {
         if let Some(p) = self.peers.get(&parent) {
             regions.push(p.region().clone());
             is_leader = p.is_leader();
+            // The parent shrinks in the store's table before the new
+            // regions join it, so that its ranges never overlap; the new
+            // regions were claimed for this shard when the split applied,
+            // so no other shard creates them meanwhile.
+            self.router.set_range(p.region());
         }
         for st in created {
             let id = st.region.id;

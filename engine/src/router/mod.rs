@@ -5,4 +5,4 @@ mod msg;
 mod table;
 
 pub use msg::*;
-pub use table::StoreRouter;
+pub use table::{Refusal, StoreRouter};

@@ -181,6 +181,13 @@ pub struct RaftEnvelope {
     pub to: PeerMeta,
     /// Sender's region epoch.
     pub epoch: RegionEpoch,
+    /// First key of the sender's region (empty: unbounded; meaningless
+    /// from an uninitialized sender). With `end_key`, tells the receiver
+    /// whether a region of its own still covers the range: then the
+    /// message creates no peer.
+    pub start_key: Bytes,
+    /// End of the sender's region (exclusive; empty: unbounded).
+    pub end_key: Bytes,
     /// The payload.
     pub msg: PeerMsg,
 }
@@ -229,6 +236,10 @@ pub struct SnapshotChunk {
     pub msg: Option<Box<raft::eraftpb::Message>>,
     /// Sender's region epoch.
     pub epoch: RegionEpoch,
+    /// First key of the sender's region, as in [`RaftEnvelope::start_key`].
+    pub start_key: Bytes,
+    /// End of the sender's region, as in [`RaftEnvelope::end_key`].
+    pub end_key: Bytes,
 }
 
 /// Everything one store sends another.

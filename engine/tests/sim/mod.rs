@@ -210,6 +210,8 @@ pub struct SimNode {
     /// This store's clock skips one tick in `drift` (clocks drift apart as
     /// real ones do, which also keeps elections from colliding forever).
     pub drift: u64,
+    /// The storage error that stopped this store (see [`SimCluster::fail_stop`]).
+    pub failed: Option<String>,
 }
 
 /// The cluster.
@@ -224,6 +226,10 @@ pub struct SimCluster {
     pub tick_no: u64,
     pub pd: SimPd,
     shards_per_store: usize,
+    /// A round that fails with a storage error stops its store (it is down,
+    /// with the error in [`SimNode::failed`], until restarted) as the
+    /// production shard loop stops its shard, instead of failing the test.
+    pub fail_stop: bool,
 }
 
 /// Settings small enough for the simulator to hit every path quickly.
@@ -276,6 +282,7 @@ impl SimCluster {
             tick_no: 0,
             pd: SimPd { next_id: 1000, ..Default::default() },
             shards_per_store: shards,
+            fail_stop: false,
         }
     }
 
@@ -294,7 +301,7 @@ impl SimCluster {
                 .unwrap_or_else(|e| panic!("open {store} shard {i}: {e}"))
             })
             .collect();
-        SimNode { fs, shards, router, up: true, paused_at: None, drift: 8 + store.get() % 5 }
+        SimNode { fs, shards, router, up: true, paused_at: None, drift: 8 + store.get() % 5, failed: None }
     }
 
     /// Adds a store (empty).
@@ -369,8 +376,21 @@ impl SimCluster {
                         break;
                     }
                     let mut early = Collect { from: *id, out: &mut sent, step };
-                    block_on(shard.handle_ready_sending(&mut early))
-                        .unwrap_or_else(|e| panic!("seed {}: {id} shard {i}: round failed: {e}", self.seed));
+                    match block_on(shard.handle_ready_sending(&mut early)) {
+                        Ok(()) => {}
+                        Err(e) if self.fail_stop && e.is_fatal() => {
+                            node.failed = Some(format!("{id} shard {i}: {e}"));
+                            break;
+                        }
+                        Err(e) => panic!("seed {}: {id} shard {i}: round failed: {e}", self.seed),
+                    }
+                }
+                if node.failed.is_some() {
+                    // Stopped where it failed: nothing more runs, nothing
+                    // is answered; its files stay as they are.
+                    node.shards.clear();
+                    node.up = false;
+                    break;
                 }
                 let shard = &mut node.shards[i];
                 for t in shard.take_reads() {
@@ -469,9 +489,14 @@ impl SimCluster {
 
     /// Kills a store: whatever was not synced is lost.
     pub fn crash(&mut self, store: u64) {
+        self.crash_with(store, CrashMode::DropUnsynced);
+    }
+
+    /// Kills a store, keeping of its unsynced writes what `mode` says.
+    pub fn crash_with(&mut self, store: u64, mode: CrashMode) {
         let node = self.nodes.get_mut(&StoreId(store)).expect("store");
         node.shards.clear();
-        node.fs.crash(CrashMode::DropUnsynced);
+        node.fs.crash(mode);
         node.up = false;
     }
 

@@ -183,6 +183,12 @@ impl RegionTable {
         self.regions.get(id).filter(|info| info.region.contains(key))
     }
 
+    /// The region whose range ends at `end` (an empty `end`: the last
+    /// region, unbounded above).
+    pub fn ending_at(&self, end: &[u8]) -> Option<&RegionInfo> {
+        self.by_end.get(&EndKey::of(end)).and_then(|id| self.regions.get(id))
+    }
+
     /// The region with id `id`.
     pub fn get(&self, id: RegionId) -> Option<&RegionInfo> {
         self.regions.get(&id)
@@ -359,6 +365,10 @@ mod tests {
         assert_eq!(t.store_load(StoreId(1)).leaders, 1);
         t.update(region(3, "f", "m", 2));
         assert_eq!(ids(&t), vec![1, 3, 2]);
+        assert_eq!(t.ending_at(b"f").map(|i| i.region.id), Some(RegionId(1)));
+        assert_eq!(t.ending_at(b"m").map(|i| i.region.id), Some(RegionId(3)));
+        assert_eq!(t.ending_at(b"").map(|i| i.region.id), Some(RegionId(2)));
+        assert_eq!(t.ending_at(b"g"), None);
         t.remove(RegionId(1));
         let s = t.store_load(StoreId(1));
         assert_eq!((s.regions, s.leaders, s.region_size, s.leader_load.write_bytes), (2, 0, 0, 0));

@@ -9,7 +9,9 @@
 //!    joint change.
 //! 2. Extra replicas: more peers than configured → remove the one on a
 //!    bad store, else a lagging one, else the one on the fullest store,
-//!    never the leader (leadership is transferred first).
+//!    never the leader (leadership is transferred first). A live learner
+//!    stays while a voter is in doubt (silent, but not yet for long
+//!    enough to be replaced): step 1 promotes it if the voter is lost.
 //! 3. Hot region: a region whose traffic dominates its leader's store →
 //!    split it, or when too small to split, move its leader or a replica to
 //!    a cooler store.
@@ -177,6 +179,15 @@ impl<'a> Ctx<'a> {
             && !info.is_down(p.id, self.settings.down_after_ms)
     }
 
+    /// True when `p` counts as a live voter but may not be one for long:
+    /// its leader hears nothing from it (not yet for `down_after_ms`), or
+    /// its store has not reported since this meta-service leader started.
+    fn in_doubt(&self, info: &RegionInfo, p: &PeerMeta) -> bool {
+        self.live_voter(info, p)
+            && (info.down_peers.iter().any(|d| d.peer.id == p.id)
+                || !self.stores.get(p.store_id).is_some_and(|s| s.heartbeated))
+    }
+
     /// The voter best placed to take leadership, leaving out `exclude`:
     /// caught up, on a store that accepts load, with the fewest leaders.
     pub fn new_leader(&self, info: &RegionInfo, exclude: &[PeerId]) -> Option<PeerMeta> {
@@ -284,6 +295,17 @@ fn check_replicas(ctx: &Ctx<'_>, info: &RegionInfo) -> Option<Option<(Plan, Oper
 
     if region.peers.len() > s.replicas {
         let learner = region.peers.iter().find(|p| info.learners.contains(&p.id));
+        // A learner is what a repair promotes (one an earlier meta-service
+        // leader left mid-repair, say): keep it while a voter is in doubt,
+        // rather than drop it and copy the region again moments later.
+        let keep = learner.is_some_and(|l| {
+            ctx.live(l.store_id)
+                && !info.down_peers.iter().any(|d| d.peer.id == l.id)
+                && voters.iter().any(|p| ctx.in_doubt(info, p))
+        });
+        if keep {
+            return Some(None);
+        }
         let lagging = voters.iter().filter(|p| !is_leader(p)).find(|p| ctx.lagging(info, p.id));
         let fullest = voters
             .iter()

@@ -57,13 +57,15 @@ impl StoreInfo {
         self.health(now_ms, settings) == StoreHealth::Up
     }
 
-    /// True when the store may take a new replica or leader: live, not
-    /// shedding load, and not nearly full.
+    /// True when the store may take a new replica or leader: live, heard
+    /// from in this meta-service leader's term (a new leader counts every
+    /// store live for `down_after_ms`, dead ones too: nothing is moved onto
+    /// one on that credit), not shedding load, and not nearly full.
     pub fn accepts_load(&self, now_ms: u64, settings: &Settings) -> bool {
         let s = &self.stats;
         let full = s.capacity > 0
             && (s.capacity.saturating_sub(s.available)) as f64 > settings.max_used_ratio * s.capacity as f64;
-        self.is_live(now_ms, settings) && !s.is_busy && !full
+        self.is_live(now_ms, settings) && self.heartbeated && !s.is_busy && !full
     }
 }
 

@@ -2,7 +2,7 @@
 //! sets up stores and regions, lets heartbeats run, and checks the steps
 //! and the end state.
 
-use ekv_proto::msg::{ChangeKind, Operator, PeerChange, StoreHeartbeatRequest};
+use ekv_proto::msg::{ChangeKind, DownPeer, Operator, PeerChange, StoreHeartbeatRequest};
 use ekv_proto::{RegionId, StoreId};
 
 use super::sim::{spread, Sim};
@@ -374,4 +374,80 @@ fn a_reported_learner_is_not_counted_as_a_voter() {
     let status = pd.status(1_000);
     let roles: Vec<&str> = status.regions[0].peers.iter().map(|p| p.role).collect();
     assert_eq!(roles, ["leader", "voter", "learner"]);
+}
+
+/// A region with three voters and a learner (one a meta-service leader
+/// left mid-repair): the learner is dropped as extra only while no voter
+/// is in doubt; while one is, it stays, and once the voter is lost it is
+/// promoted in its place.
+#[test]
+fn a_learner_stays_while_a_voter_is_in_doubt() {
+    const NOW: u64 = 20_000;
+    let remove_learner =
+        Operator::ChangePeer { changes: vec![PeerChange { kind: ChangeKind::Remove, peer: peer(4, 4) }] };
+    let promote = Operator::ChangePeer {
+        changes: vec![
+            PeerChange { kind: ChangeKind::AddVoter, peer: peer(4, 4) },
+            PeerChange { kind: ChangeKind::Remove, peer: peer(3, 3) },
+        ],
+    };
+    /// Stores that reported, seconds the leader has not heard from peer 3,
+    /// time of the heartbeat, expected answer.
+    type Case<'a> = (&'a [u64], Option<u64>, u64, Option<Operator>);
+    let cases: [Case<'_>; 5] = [
+        (&[1, 2, 3, 4], None, NOW, Some(remove_learner.clone())),
+        // Silent for a moment: maybe gone, maybe not.
+        (&[1, 2, 3, 4], Some(2), NOW, None),
+        // Store 3 has not reported since this leader started (registered
+        // at 0, not yet Down).
+        (&[1, 2, 4], None, NOW, None),
+        (&[1, 2, 4], Some(2), NOW, None),
+        // Store 3 is Down by now: the learner takes its place.
+        (&[1, 2, 4], Some(40), 40_000, Some(promote)),
+    ];
+    for (i, (reported, silent, now, want)) in cases.into_iter().enumerate() {
+        let mut pd = must_bootstrapped(Settings::default(), &[2, 3, 4]);
+        let r = region(1, "", "", (4, 1), &[(1, 1), (2, 2), (3, 3), (4, 4)]);
+        live_heartbeat(&mut pd, reported, now);
+        let mut hb = heartbeat(&r, peer(1, 1));
+        hb.learners = vec![peer(4, 4)];
+        hb.down_peers = silent.map(|s| DownPeer { peer: peer(3, 3), down_seconds: s }).into_iter().collect();
+        let op = pd.region_heartbeat(&hb, now).unwrap().operator;
+        assert_eq!(op, want, "case {i}");
+        let reason = pd.operator(RegionId(1)).map(|op| op.reason);
+        let want_reason = match i {
+            0 => Some(OperatorReason::ExtraReplica),
+            4 => Some(OperatorReason::Repair),
+            _ => None,
+        };
+        assert_eq!(reason, want_reason, "case {i}");
+    }
+}
+
+/// A new meta-service leader counts every store live until it has been
+/// silent for `down_after_ms`, a dead one too: a replica goes only to a
+/// store heard from since the leader started.
+#[test]
+fn a_new_leader_places_replicas_only_on_stores_it_heard_from() {
+    // (stores that reported since the new leader started, store the
+    // replica goes to)
+    let cases: [(&[u64], Option<u64>); 4] =
+        [(&[1, 2, 4, 5], Some(4)), (&[1, 2, 5], Some(5)), (&[1, 2], None), (&[1, 2, 4], Some(4))];
+    for (i, (reported, want)) in cases.into_iter().enumerate() {
+        let mut pd = must_bootstrapped(Settings::default(), &[2, 3, 4, 5]);
+        let records: Vec<_> = pd.take_changes().iter().map(crate::core::Change::to_record).collect();
+        let mut pd = crate::core::Cluster::load(Settings::default(), records, 500_000).unwrap();
+        live_heartbeat(&mut pd, reported, 500_000);
+        // Two voters: short of one, nothing in doubt.
+        let r = region(1, "", "", (2, 1), &[(1, 1), (2, 2)]);
+        let op = pd.region_heartbeat(&heartbeat(&r, peer(1, 1)), 500_000).unwrap().operator;
+        let target = match &op {
+            Some(Operator::ChangePeer { changes }) if changes[0].kind == ChangeKind::AddLearner => {
+                Some(changes[0].peer.store_id.get())
+            }
+            None => None,
+            other => panic!("case {i}: {other:?}"),
+        };
+        assert_eq!(target, want, "case {i}");
+    }
 }

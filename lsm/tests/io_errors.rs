@@ -1,0 +1,104 @@
+//! Write and sync errors through the file-system trait: the tree fails
+//! stop. A flush that hits a full disk (or EIO) reports the file and the
+//! errno, the tree then refuses writes (never retrying the failed sync), and
+//! a reopen, once the disk is healthy, recovers what was durable.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use ekv_io::{CrashMode, Fault, FaultOp, MemFs, EIO, ENOSPC};
+use ekv_lsm::{Error, IterOptions, Lsm, Options};
+use futures::executor::block_on;
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn dir() -> PathBuf {
+    PathBuf::from("/db")
+}
+
+fn options() -> Options {
+    Options { memtable_size: 4096, ..Options::default() }
+}
+
+async fn put_all(lsm: &Lsm<MemFs>, model: &mut Model, from: u32, to: u32, tag: &str) {
+    let cf = lsm.default_cf();
+    for i in from..to {
+        let (k, v) = (format!("key{i:05}").into_bytes(), format!("{tag}-{i}").into_bytes());
+        lsm.put(cf, &k, &v).await.unwrap();
+        model.insert(k, v);
+    }
+}
+
+async fn contents(lsm: &Lsm<MemFs>) -> Model {
+    let mut it = lsm.iter(lsm.default_cf(), IterOptions::default()).unwrap();
+    it.seek_to_first().await.unwrap();
+    let mut out = Model::new();
+    while it.valid() {
+        out.insert(it.key().to_vec(), it.value().to_vec());
+        it.next().await.unwrap();
+    }
+    out
+}
+
+/// Flushes once cleanly, arms `fault`, and checks the failed flush, the
+/// refusals after it and the recovery (with and without a power cut).
+fn must_fail_stop(fault: Fault, errno: i32, op: &str) {
+    block_on(async {
+        let fs = MemFs::new(512);
+        let lsm = Lsm::open(fs.clone(), dir(), options()).await.unwrap();
+        let mut model = Model::new();
+        put_all(&lsm, &mut model, 0, 100, "a").await;
+        lsm.flush().await.unwrap();
+        let durable = model.clone();
+        put_all(&lsm, &mut model, 50, 120, "b").await;
+        fs.inject(fault);
+        let err = lsm.flush().await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(op) && text.contains("/db/") && text.contains(&format!("os error {errno}")),
+            "the error must name the operation, file and errno: {text}"
+        );
+        // Healthy again, the tree still refuses: whatever the failed
+        // operation left on disk is unknown.
+        fs.clear_faults();
+        let syncs = fs.sync_count();
+        let cf = lsm.default_cf();
+        match lsm.put(cf, b"late", b"write").await {
+            Err(Error::Poisoned(why)) => {
+                assert!(why.contains(&format!("os error {errno}")), "the refusal must carry the cause: {why}")
+            }
+            other => panic!("a poisoned tree answered {other:?}"),
+        }
+        assert!(matches!(lsm.flush().await, Err(Error::Poisoned(_))));
+        assert_eq!(fs.sync_count(), syncs, "a poisoned tree retried a sync");
+        // Reads still work, from memory.
+        assert_eq!(contents(&lsm).await, model);
+        drop(lsm);
+        for crash in [false, true] {
+            let fs = fs.snapshot();
+            if crash {
+                fs.crash(CrashMode::DropUnsynced);
+            }
+            let lsm = Lsm::open(fs.clone(), dir(), options()).await.unwrap();
+            assert_eq!(contents(&lsm).await, durable, "power cut: {crash}");
+            put_all(&lsm, &mut durable.clone(), 200, 300, "c").await;
+            lsm.flush().await.unwrap();
+            lsm.close().await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn flush_on_a_full_disk_poisons_with_file_and_errno() {
+    must_fail_stop(Fault::new(FaultOp::Write, ENOSPC).on_path(".sst"), ENOSPC, "write");
+}
+
+#[test]
+fn flush_sync_eio_poisons_with_file_and_errno() {
+    must_fail_stop(Fault::new(FaultOp::Sync, EIO).on_path(".sst").times(1), EIO, "fdatasync");
+}
+
+#[test]
+fn manifest_write_eio_poisons_with_file_and_errno() {
+    must_fail_stop(Fault::new(FaultOp::Write, EIO).on_path("MANIFEST").times(1), EIO, "write");
+}
