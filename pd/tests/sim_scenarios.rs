@@ -26,7 +26,7 @@ const TICK_MS: u64 = 100;
 /// Every store reports this capacity, so that no store is ever full.
 const CAPACITY: u64 = 1 << 40;
 /// Shards per store.
-const SHARDS: usize = 1;
+const SHARDS: usize = 2;
 /// The first region and its only replica, before the meta service repairs it.
 const FIRST_REGION: RegionId = RegionId(10);
 const FIRST_PEER: PeerId = PeerId(11);
