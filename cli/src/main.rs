@@ -62,6 +62,9 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Pd(_) | Cmd::Store(_) | Cmd::Playground(_)) {
+        panics_stop_the_process();
+    }
     let result = match cli.cmd {
         Cmd::Pd(args) => server::run_pd(&args),
         Cmd::Store(args) => server::run_store(&args),
@@ -77,4 +80,17 @@ fn main() -> ExitCode {
             e.exit_code()
         }
     }
+}
+
+/// A panic on any thread of a server is fatal: a shard whose executor died
+/// holds regions nobody serves, and the meta service only repairs them once
+/// the store is gone. The message is printed as usual, then the process
+/// aborts (exit by SIGABRT), never running on half alive.
+fn panics_stop_the_process() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("ekv: a thread panicked; stopping the process");
+        std::process::abort();
+    }));
 }

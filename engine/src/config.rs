@@ -83,6 +83,9 @@ pub struct Config {
     pub spin_before_park: Duration,
 }
 
+/// The smallest WAL segment: room for commands of at least 64 KiB.
+pub const MIN_WAL_SEGMENT: u64 = 256 << 10;
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -156,6 +159,12 @@ impl Config {
         if self.max_inflight_msgs == 0 || self.max_size_per_msg == 0 {
             return bad("max_inflight_msgs and max_size_per_msg must be positive".into());
         }
+        if self.wal_segment_bytes < MIN_WAL_SEGMENT {
+            return bad(format!(
+                "wal_segment_bytes ({}) must be at least {MIN_WAL_SEGMENT}",
+                self.wal_segment_bytes
+            ));
+        }
         if self.snap_chunk_bytes == 0 || self.snap_bytes_per_tick == 0 {
             return bad("snap_chunk_bytes and snap_bytes_per_tick must be positive".into());
         }
@@ -177,6 +186,14 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The largest command a region accepts: `max_command_bytes`, and never
+    /// more than one part of a round's WAL write (half a segment, less room
+    /// for the record's framing) so that any command can be made durable.
+    pub fn command_limit(&self) -> usize {
+        let wal_room = (self.wal_segment_bytes / 2).saturating_sub(64 << 10);
+        self.max_command_bytes.min(wal_room as usize)
     }
 
     /// The shard count in effect.

@@ -85,7 +85,7 @@ pub mod router;
 mod shard;
 mod transport;
 
-pub use config::{Config, META_CF};
+pub use config::{Config, META_CF, MIN_WAL_SEGMENT};
 pub use error::{Error, Result};
 pub use fsm::{LocalNetwork, LocalPd, Store, StoreHandle, StoreSpec};
 pub use operation::read::ReadTask;

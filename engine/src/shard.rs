@@ -154,6 +154,9 @@ pub struct Shard<F: Fs> {
     /// Hard states whose only change is the commit index, written with the
     /// next WAL write that happens anyway.
     pub(crate) lazy_hard_states: BTreeMap<RegionId, ekv_wal::HardState>,
+    /// Damage found while stepping a message; the next round stops the
+    /// shard with it.
+    pub(crate) fatal: Option<Error>,
     pub(crate) wal_deferred: VecDeque<(u64, RegionId, WalOp)>,
     pub(crate) out: BTreeMap<ShardAddr, Vec<StoreMsg>>,
     pub(crate) forward: Vec<(ShardId, StoreMsg)>,
@@ -263,6 +266,7 @@ impl<F: Fs> Shard<F> {
             round,
             wal_extra: LogBatch::new(),
             lazy_hard_states: BTreeMap::new(),
+            fatal: None,
             wal_deferred: VecDeque::new(),
             out: BTreeMap::new(),
             forward: Vec::new(),
@@ -561,11 +565,20 @@ impl<F: Fs> Shard<F> {
     }
 
     async fn round(&mut self, early: Option<&mut dyn Transport>) -> Result<()> {
+        if let Some(e) = self.fatal.take() {
+            return Err(e);
+        }
         self.round += 1;
         self.stats.rounds += 1;
         self.receive_snapshot_chunks().await?;
         let touched = std::mem::take(&mut self.touched);
         let mut wal_batch = std::mem::take(&mut self.wal_extra);
+        // A round's writes can outgrow one WAL record (many followers
+        // catching up at once): full parts are written first, in order, and
+        // the last part carries the hard states. Half a record per part
+        // leaves room for those.
+        let part_limit = (self.wal.options().max_payload() / 2) as usize;
+        let mut wal_parts: Vec<LogBatch> = Vec::new();
         let mut readies = Vec::new();
         let mut to_apply: BTreeMap<RegionId, Vec<Entry>> = BTreeMap::new();
         for id in &touched {
@@ -597,7 +610,7 @@ impl<F: Fs> Shard<F> {
             if !rd.entries().is_empty() {
                 let ents = rd.take_entries();
                 self.stats.appended_entries += ents.len() as u64;
-                wal_batch.add_entries(*id, ents.iter().map(to_wal_entry).collect());
+                split_into_parts(&mut wal_batch, &mut wal_parts, part_limit, *id, &ents);
                 peer.raft.mut_store().append(&ents);
             }
             if let Some(hs) = rd.hs() {
@@ -626,11 +639,15 @@ impl<F: Fs> Shard<F> {
                 t.send(addr, msgs);
             }
         }
-        if !wal_batch.is_empty() {
+        if !wal_batch.is_empty() || !wal_parts.is_empty() {
             for (id, hs) in std::mem::take(&mut self.lazy_hard_states) {
                 if self.peers.contains_key(&id) {
                     wal_batch.put_hard_state(id, hs);
                 }
+            }
+            for mut part in wal_parts {
+                self.wal.write(&mut part).await?;
+                self.stats.wal_writes += 1;
             }
             self.wal.write(&mut wal_batch).await?;
             crash_point!("engine::round::after_wal_sync");
@@ -871,6 +888,33 @@ pub(crate) fn range_bytes(region: &Region) -> (Bytes, Bytes) {
 
 pub(crate) fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
     HardState { term, vote, commit, ..Default::default() }
+}
+
+/// Adds `ents` of `region` to `batch`, moving `batch` to `parts` whenever the
+/// next entry would take it past `limit` bytes. One entry never exceeds a
+/// part on its own: [`Config::command_limit`] keeps commands within half a
+/// segment.
+fn split_into_parts(
+    batch: &mut LogBatch,
+    parts: &mut Vec<LogBatch>,
+    limit: usize,
+    region: RegionId,
+    ents: &[Entry],
+) {
+    let mut chunk = Vec::new();
+    let mut chunk_len = 0;
+    for e in ents {
+        let w = to_wal_entry(e);
+        let len = w.encoded_len();
+        if batch.encoded_len() + chunk_len + len > limit && (chunk_len > 0 || !batch.is_empty()) {
+            batch.add_entries(region, std::mem::take(&mut chunk));
+            chunk_len = 0;
+            parts.push(std::mem::take(batch));
+        }
+        chunk_len += len;
+        chunk.push(w);
+    }
+    batch.add_entries(region, chunk);
 }
 
 fn to_wal_entry(e: &Entry) -> ekv_wal::Entry {

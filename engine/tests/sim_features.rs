@@ -270,3 +270,32 @@ fn heartbeats_name_down_and_pending_peers() {
     assert_eq!(hb.pending_peers.iter().map(|p| p.store_id).collect::<Vec<_>>(), vec![victim], "{hb:?}");
     assert!(hb.written_keys > 0 || hb.approximate_keys >= 20, "{hb:?}");
 }
+
+#[test]
+fn a_round_larger_than_a_wal_record_is_written_in_parts() {
+    // A follower that catches up receives more in one round than one WAL
+    // record holds (segments of 256 KiB, twelve 60 KiB values in one append).
+    let cfg = ekv_engine::Config {
+        wal_segment_bytes: ekv_engine::MIN_WAL_SEGMENT,
+        raft_log_gc_ticks: 1_000_000,
+        ..sim_config()
+    };
+    let mut c = SimCluster::new(11, 3, 1, cfg);
+    let region = c.bootstrap(&[1, 2, 3]);
+    let leader = c.must_leader(region.id, 200);
+    let lagging = [1, 2, 3].into_iter().find(|&s| s != leader.get()).expect("a follower");
+    c.isolate(lagging);
+    let value = "v".repeat(60 << 10);
+    for i in 0..12 {
+        c.must_put(format!("k{i:02}").as_bytes(), value.as_bytes());
+    }
+    let want = c.dump(leader, &region);
+    assert_eq!(want.len(), 12);
+    c.recover();
+    let mut ticks = 0;
+    while c.dump(StoreId(lagging), &region) != want {
+        assert!(ticks < 500, "store {lagging} did not catch up");
+        c.tick();
+        ticks += 1;
+    }
+}

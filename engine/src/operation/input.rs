@@ -327,6 +327,19 @@ impl<F: Fs> Shard<F> {
                     self.out.entry(from_addr).or_default().push(StoreMsg::Peer(reply));
                     return;
                 }
+                let last = peer.raft.raft.raft_log.last_index();
+                if m.get_msg_type() == MessageType::MsgHeartbeat && m.commit > last {
+                    // The leader only sends a commit index this peer
+                    // acknowledged storing: a shorter log lost synced
+                    // entries (a damaged or rolled-back WAL). Raft cannot
+                    // go on from here; stop instead of voting or serving.
+                    self.fatal = Some(Error::Corruption(format!(
+                        "{region_id}: the leader counts entries up to {} as stored here, but the log ends at {last}; \
+                         the WAL lost synced entries and this store must be rebuilt",
+                        m.commit
+                    )));
+                    return;
+                }
                 let _ = peer.raft.step(*m);
             }
             PeerMsg::Hibernate { term, last_index } => {

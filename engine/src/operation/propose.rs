@@ -34,14 +34,10 @@ impl Peer {
         now: u64,
         cfg: &Config,
     ) -> std::result::Result<(), (Callback, Error)> {
-        if data.len() > cfg.max_command_bytes {
+        if data.len() > cfg.command_limit() {
             return Err((
                 cb,
-                Error::BadRequest(format!(
-                    "command of {} bytes exceeds {}",
-                    data.len(),
-                    cfg.max_command_bytes
-                )),
+                Error::BadRequest(format!("command of {} bytes exceeds {}", data.len(), cfg.command_limit())),
             ));
         }
         if self.proposals.len() >= cfg.max_pending_proposals {
