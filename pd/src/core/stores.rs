@@ -131,10 +131,13 @@ impl Stores {
         }
     }
 
-    /// The store showed signs of life.
+    /// The store itself spoke to this meta-service leader (a registration
+    /// or a bootstrap): it is alive as surely as after a heartbeat, and may
+    /// take replicas before its first heartbeat is due.
     pub fn touch(&mut self, id: StoreId, now_ms: u64) {
         if let Some(s) = self.by_id.get_mut(&id) {
             s.last_seen_ms = s.last_seen_ms.max(now_ms);
+            s.heartbeated = true;
         }
     }
 

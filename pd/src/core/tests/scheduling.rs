@@ -6,7 +6,7 @@ use ekv_proto::msg::{ChangeKind, DownPeer, Operator, PeerChange, StoreHeartbeatR
 use ekv_proto::{RegionId, StoreId};
 
 use super::sim::{spread, Sim};
-use super::{heartbeat, must_bootstrapped, peer, region};
+use super::{heartbeat, must_bootstrapped, peer, region, store};
 use crate::core::{OperatorKind, OperatorReason, Settings, StoreHealth};
 
 fn is_change(op: &Operator, kinds: &[(ChangeKind, u64)]) -> bool {
@@ -407,6 +407,9 @@ fn a_learner_stays_while_a_voter_is_in_doubt() {
     ];
     for (i, (reported, silent, now, want)) in cases.into_iter().enumerate() {
         let mut pd = must_bootstrapped(Settings::default(), &[2, 3, 4]);
+        // This meta-service leader took over from the one that registered
+        // the stores: it has heard from none of them yet.
+        pd.reset_soft_state(0);
         let r = region(1, "", "", (4, 1), &[(1, 1), (2, 2), (3, 3), (4, 4)]);
         live_heartbeat(&mut pd, reported, now);
         let mut hb = heartbeat(&r, peer(1, 1));
@@ -450,4 +453,17 @@ fn a_new_leader_places_replicas_only_on_stores_it_heard_from() {
         };
         assert_eq!(target, want, "case {i}");
     }
+    // A store that registers with the new leader (as a starting store
+    // does) is heard from before its first heartbeat is due.
+    let mut pd = must_bootstrapped(Settings::default(), &[2, 3]);
+    let records: Vec<_> = pd.take_changes().iter().map(crate::core::Change::to_record).collect();
+    let mut pd = crate::core::Cluster::load(Settings::default(), records, 500_000).unwrap();
+    live_heartbeat(&mut pd, &[1, 2], 500_000);
+    pd.put_store(store(3), 500_000).unwrap();
+    let r = region(1, "", "", (2, 1), &[(1, 1), (2, 2)]);
+    let op = pd.region_heartbeat(&heartbeat(&r, peer(1, 1)), 500_000).unwrap().operator;
+    assert!(
+        matches!(&op, Some(Operator::ChangePeer { changes }) if changes[0].kind == ChangeKind::AddLearner && changes[0].peer.store_id.get() == 3),
+        "{op:?}"
+    );
 }
