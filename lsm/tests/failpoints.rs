@@ -5,46 +5,19 @@
 //! removed. Run with `cargo test -p ekv-lsm --features failpoints --test failpoints`.
 #![cfg(feature = "failpoints")]
 
-use std::collections::{BTreeMap, BTreeSet};
+mod faults;
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ekv_io::{CrashMode, MemFs};
-use ekv_lsm::{Error, IterOptions, KeyRange, Lsm, Options};
+use ekv_lsm::{Error, KeyRange, Lsm};
 use fail::FailScenario;
+use faults::{contents, dir, options, put_all, Model};
 use futures::executor::block_on;
-
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-
-fn dir() -> PathBuf {
-    PathBuf::from("/db")
-}
-
-fn options() -> Options {
-    Options { memtable_size: 4096, ..Options::default() }
-}
 
 fn tables(fs: &MemFs) -> BTreeSet<PathBuf> {
     fs.paths().into_iter().filter(|p| p.extension().is_some_and(|e| e == "sst")).collect()
-}
-
-async fn put_all(lsm: &Lsm<MemFs>, model: &mut Model, from: u32, to: u32, tag: &str) {
-    let cf = lsm.default_cf();
-    for i in from..to {
-        let (k, v) = (format!("key{i:05}").into_bytes(), format!("{tag}-{i}").into_bytes());
-        lsm.put(cf, &k, &v).await.unwrap();
-        model.insert(k, v);
-    }
-}
-
-async fn contents(lsm: &Lsm<MemFs>) -> Model {
-    let mut it = lsm.iter(lsm.default_cf(), IterOptions::default()).unwrap();
-    it.seek_to_first().await.unwrap();
-    let mut out = Model::new();
-    while it.valid() {
-        out.insert(it.key().to_vec(), it.value().to_vec());
-        it.next().await.unwrap();
-    }
-    out
 }
 
 /// After the failure at `point` (already returned as `err`): the tree is

@@ -3,42 +3,12 @@
 //! errno, the tree then refuses writes (never retrying the failed sync), and
 //! a reopen, once the disk is healthy, recovers what was durable.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod faults;
 
 use ekv_io::{CrashMode, Fault, FaultOp, MemFs, EIO, ENOSPC};
-use ekv_lsm::{Error, IterOptions, Lsm, Options};
+use ekv_lsm::{Error, Lsm};
+use faults::{contents, dir, options, put_all, Model};
 use futures::executor::block_on;
-
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-
-fn dir() -> PathBuf {
-    PathBuf::from("/db")
-}
-
-fn options() -> Options {
-    Options { memtable_size: 4096, ..Options::default() }
-}
-
-async fn put_all(lsm: &Lsm<MemFs>, model: &mut Model, from: u32, to: u32, tag: &str) {
-    let cf = lsm.default_cf();
-    for i in from..to {
-        let (k, v) = (format!("key{i:05}").into_bytes(), format!("{tag}-{i}").into_bytes());
-        lsm.put(cf, &k, &v).await.unwrap();
-        model.insert(k, v);
-    }
-}
-
-async fn contents(lsm: &Lsm<MemFs>) -> Model {
-    let mut it = lsm.iter(lsm.default_cf(), IterOptions::default()).unwrap();
-    it.seek_to_first().await.unwrap();
-    let mut out = Model::new();
-    while it.valid() {
-        out.insert(it.key().to_vec(), it.value().to_vec());
-        it.next().await.unwrap();
-    }
-    out
-}
 
 /// Flushes once cleanly, arms `fault`, and checks the failed flush, the
 /// refusals after it and the recovery (with and without a power cut).
