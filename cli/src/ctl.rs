@@ -824,6 +824,13 @@ pub fn unhealthy(view: &Value, replicas: usize) -> Vec<String> {
             None => out.push(format!("store {} has no state", s["id"])),
         }
     }
+    let up: Vec<&Value> = view["stores"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .filter(|s| s["state"] == "Up")
+        .map(|s| &s["id"])
+        .collect();
     let regions = view["regions"].as_array().unwrap_or(&empty);
     if regions.is_empty() {
         out.push("no region yet (the cluster is not bootstrapped)".into());
@@ -831,7 +838,12 @@ pub fn unhealthy(view: &Value, replicas: usize) -> Vec<String> {
     for r in regions {
         let id = &r["id"];
         let peers = r["peers"].as_array().unwrap_or(&empty);
-        let voters = peers.iter().filter(|p| p["role"] != "learner").count();
+        // A voter counts when it could vote now: on a store that is up,
+        // and heard by its leader.
+        let voters = peers
+            .iter()
+            .filter(|p| p["role"] != "learner" && p["down"] != true && up.contains(&&p["store_id"]))
+            .count();
         if voters < replicas {
             out.push(format!("region {id} has {voters} of {replicas} voters"));
         }
@@ -839,6 +851,12 @@ pub fn unhealthy(view: &Value, replicas: usize) -> Vec<String> {
             out.push(format!("region {id} has no known leader"));
         }
         for p in peers {
+            if !up.contains(&&p["store_id"]) {
+                out.push(format!(
+                    "region {id}: peer {} is on store {}, which is not up",
+                    p["id"], p["store_id"]
+                ));
+            }
             for flag in ["down", "pending"] {
                 if p[flag].as_bool() == Some(true) {
                     out.push(format!("region {id}: peer {} on store {} is {flag}", p["id"], p["store_id"]));
@@ -947,13 +965,19 @@ mod tests {
     #[test]
     fn health_names_every_problem() {
         let healthy = json!({
-            "stores": [{"id": 1, "address": "a", "state": "Up"}, {"id": 9, "address": "z", "state": "Tombstone"}],
+            "stores": [{"id": 1, "address": "a", "state": "Up"}, {"id": 2, "address": "b", "state": "Up"},
+                {"id": 3, "address": "c", "state": "Up"}, {"id": 9, "address": "z", "state": "Tombstone"}],
             "regions": [{"id": 2, "leader": 3, "peers": [
                 {"id": 3, "store_id": 1, "role": "leader"}, {"id": 4, "store_id": 2, "role": "voter"},
                 {"id": 5, "store_id": 3, "role": "voter"}]}],
             "operators": [],
         });
         assert!(unhealthy(&healthy, 3).is_empty());
+        // A voter left on a decommissioned store cannot vote.
+        let mut stale = healthy.clone();
+        stale["regions"][0]["peers"][2]["store_id"] = json!(9);
+        let p = unhealthy(&stale, 3).join("\n");
+        assert!(p.contains("2 of 3 voters") && p.contains("on store 9, which is not up"), "{p}");
         let sick = json!({
             "stores": [{"id": 1, "address": "a", "state": "Down"}],
             "regions": [{"id": 2, "leader": null, "peers": [
@@ -964,12 +988,13 @@ mod tests {
         let p = unhealthy(&sick, 3).join("\n");
         for want in [
             "store 1 (a) is Down",
-            "1 of 3 voters",
+            "0 of 3 voters",
             "no known leader",
             "is down",
             "is pending",
             "learner",
             "operator in flight",
+            "on store 2, which is not up",
         ] {
             assert!(p.contains(want), "{want:?} not in\n{p}");
         }
