@@ -553,13 +553,16 @@ impl Inner {
     }
 
     /// Who to ask: the leader when known, else the replicas in turn (a
-    /// follower answers with the leader).
+    /// follower answers with the leader). After a round of the cached
+    /// replicas comes `None`: the route is asked of the meta service again,
+    /// since replicas that neither answer nor name a leader may all have
+    /// left the region.
     fn target(c: &CachedRegion, attempt: u32) -> Option<(PeerMeta, u32)> {
         if let Some(l) = c.leader {
             return Some((l, c.leader_shard));
         }
         let n = c.region.peers.len();
-        (n > 0).then(|| (c.region.peers[attempt as usize % n], 0))
+        c.region.peers.get(attempt as usize % (n + 1)).map(|p| (*p, 0))
     }
 
     /// One attempt at `region` with `msg`.
@@ -574,7 +577,10 @@ impl Inner {
         let id = c.region.id;
         let Some((peer, shard)) = Self::target(c, attempt) else {
             self.invalidate(id);
-            return Attempt::Retry { now: false, why: format!("{id} has no replicas in the cache") };
+            return Attempt::Retry {
+                now: false,
+                why: format!("no cached replica of {id} answered; asking its route again"),
+            };
         };
         let base = match self.store_addr(peer.store_id).await {
             Ok(a) => a,
@@ -924,5 +930,20 @@ mod tests {
         let last = region("p", "");
         assert_eq!(c(&last, "a", ""), ("p".into(), "".into()));
         assert_eq!(c(&last, "q", "s"), ("q".into(), "s".into()));
+    }
+
+    #[test]
+    fn without_a_leader_each_cached_replica_is_tried_then_the_route_asked_again() {
+        let p = |id: u64| PeerMeta { id: ekv_proto::PeerId(id), store_id: StoreId(id) };
+        let mut c = CachedRegion {
+            region: Region { peers: vec![p(1), p(2), p(3)], ..Region::default() },
+            leader: None,
+            leader_shard: 0,
+        };
+        let seen: Vec<Option<u64>> = (0..8).map(|a| Inner::target(&c, a).map(|(p, _)| p.id.get())).collect();
+        assert_eq!(seen, [Some(1), Some(2), Some(3), None, Some(1), Some(2), Some(3), None]);
+        c.leader = Some(p(2));
+        c.leader_shard = 1;
+        assert!((0..8).all(|a| Inner::target(&c, a) == Some((p(2), 1))));
     }
 }
