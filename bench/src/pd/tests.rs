@@ -55,10 +55,13 @@ fn smoke_run_at_a_small_size() {
         ("member/get_region/regions=2000", "count"),
         ("member/get_region_under_load/regions=2000", "count"),
         ("member/echo/regions=2000", "p50_us"),
-        ("member/rss/regions=2000", "bytes_per_region"),
     ] {
         assert!(row(&report, case, metric).value > 0.0, "{case} {metric}");
     }
+    // Memory growth over 2,000 regions can hide in pages the process
+    // already had (it is measured from RSS): present, not negative.
+    let rss = row(&report, "member/rss/regions=2000", "bytes_per_region").value;
+    assert!(rss.is_finite() && rss >= 0.0, "rss {rss}");
     let get = |m: &str| row(&report, "member/get_region/regions=2000", m).value;
     assert!(get("p99_us") >= get("p50_us"));
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
