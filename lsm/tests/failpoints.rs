@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use ekv_io::{CrashMode, MemFs};
 use ekv_lsm::{Error, KeyRange, Lsm};
 use fail::FailScenario;
-use faults::{contents, dir, options, put_all, Model};
+use faults::{contents, dir, durable_then_more, options, put_all, Model};
 use futures::executor::block_on;
 
 fn tables(fs: &MemFs) -> BTreeSet<PathBuf> {
@@ -60,13 +60,7 @@ async fn must_recover(
 fn flush_stopped_before_the_manifest_lists_its_table() {
     let scenario = FailScenario::setup();
     block_on(async {
-        let fs = MemFs::new(512);
-        let lsm = Lsm::open(fs.clone(), dir(), options()).await.unwrap();
-        let mut model = Model::new();
-        put_all(&lsm, &mut model, 0, 100, "a").await;
-        lsm.flush().await.unwrap();
-        let durable = model.clone();
-        put_all(&lsm, &mut model, 50, 150, "b").await;
+        let (fs, lsm, durable, _) = durable_then_more(150).await;
         let before = tables(&fs);
         fail::cfg("lsm::flush::before_manifest", "return").unwrap();
         let err = lsm.flush().await.unwrap_err();

@@ -5,22 +5,16 @@
 
 mod faults;
 
-use ekv_io::{CrashMode, Fault, FaultOp, MemFs, EIO, ENOSPC};
+use ekv_io::{CrashMode, Fault, FaultOp, EIO, ENOSPC};
 use ekv_lsm::{Error, Lsm};
-use faults::{contents, dir, options, put_all, Model};
+use faults::{contents, dir, durable_then_more, options, put_all};
 use futures::executor::block_on;
 
 /// Flushes once cleanly, arms `fault`, and checks the failed flush, the
 /// refusals after it and the recovery (with and without a power cut).
 fn must_fail_stop(fault: Fault, errno: i32, op: &str) {
     block_on(async {
-        let fs = MemFs::new(512);
-        let lsm = Lsm::open(fs.clone(), dir(), options()).await.unwrap();
-        let mut model = Model::new();
-        put_all(&lsm, &mut model, 0, 100, "a").await;
-        lsm.flush().await.unwrap();
-        let durable = model.clone();
-        put_all(&lsm, &mut model, 50, 120, "b").await;
+        let (fs, lsm, durable, model) = durable_then_more(120).await;
         fs.inject(fault);
         let err = lsm.flush().await.unwrap_err();
         let text = err.to_string();

@@ -40,3 +40,17 @@ pub async fn contents(lsm: &Lsm<MemFs>) -> Model {
     }
     out
 }
+
+/// A tree on a fresh `MemFs` holding keys 0..100 flushed (`durable`, what
+/// any crash must keep) and then keys 50..`more_to` only in the memtable
+/// (`model`, everything written). Returns (fs, tree, durable, model).
+pub async fn durable_then_more(more_to: u32) -> (MemFs, Lsm<MemFs>, Model, Model) {
+    let fs = MemFs::new(512);
+    let lsm = Lsm::open(fs.clone(), dir(), options()).await.unwrap();
+    let mut model = Model::new();
+    put_all(&lsm, &mut model, 0, 100, "a").await;
+    lsm.flush().await.unwrap();
+    let durable = model.clone();
+    put_all(&lsm, &mut model, 50, more_to, "b").await;
+    (fs, lsm, durable, model)
+}
